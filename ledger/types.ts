@@ -1,0 +1,113 @@
+/**
+ * The one Ledger interface. The embedded (PGlite) and the PostgreSQL ledger implement it with the
+ * same schema, migrations and SQL, and pass one shared conformance suite (test/ledger/).
+ *
+ * Money is integer micro-credits (1 credit = 1,000,000 micro-credits) held in JS numbers that are
+ * always safe integers, and in BIGINT columns.
+ */
+import type { Outcome } from '../plugin/semconv.js';
+
+export interface ReserveRequest {
+  /** Unique id chosen by the gateway (a UUID); it goes on the billing span. */
+  reservationId: string;
+  accountId: string;
+  /** Micro-credits to hold; a positive safe integer. */
+  amount: number;
+  /** After this long without a settling span, the sweeper settles the reservation at its amount. */
+  ttlSeconds: number;
+  provider: string;
+  model: string;
+  pricingVersion: string;
+}
+
+export type ReserveResult =
+  | { ok: true; expiresAt: Date }
+  | { ok: false; reason: 'insufficient_credits' | 'unknown_account'; available: number };
+
+export type OverrunPolicy = 'cap' | 'charge';
+
+/** What a billing span asks the ledger to do with one reservation. */
+export interface SettlementRequest {
+  reservationId: string;
+  /** The account the span names; a mismatch with the reservation's account is rejected. */
+  accountId: string;
+  outcome: Outcome;
+  /**
+   * Priced cost in micro-credits, or null when the usage is missing: then the reserved amount is
+   * charged. 0 for a request the upstream never served (no 2xx, no usage).
+   */
+  cost: number | null;
+  /** Usage as reported, kept in the journal for statements (JSON-serialisable). */
+  usage: Record<string, number> | null;
+  pricingVersion: string;
+  /** When the span ended; settlement lag is measured from here. */
+  spanEndTime: Date;
+}
+
+export type SettleResult =
+  | 'settled' // first settlement of an open reservation
+  | 'corrected' // a span for a reservation the sweeper had expired: corrected to the real cost
+  | 'duplicate' // already settled from a span: nothing changed
+  | 'unknown_reservation'
+  | 'account_mismatch';
+
+export interface SettlementOutcome {
+  reservationId: string;
+  result: SettleResult;
+  reserved: number;
+  charged: number;
+  released: number;
+  /** Cost above the reserved amount (recorded under either policy; debited only under 'charge'). */
+  overrun: number;
+}
+
+export interface AccountBalance {
+  accountId: string;
+  /** Sum of the account's journal entries. */
+  balance: number;
+  /** Sum of the account's open reservations. */
+  held: number;
+  /** balance - held. */
+  available: number;
+}
+
+export type EntryKind = 'topup' | 'charge' | 'release' | 'overrun' | 'correction';
+
+export interface JournalEntry {
+  id: number;
+  accountId: string;
+  kind: EntryKind;
+  /** Signed micro-credits: top-ups positive, charges negative. */
+  amount: number;
+  reservationId: string | null;
+  createdAt: Date;
+}
+
+export interface StatementLine extends JournalEntry {
+  outcome: Outcome | 'expired' | null;
+  usage: Record<string, number> | null;
+}
+
+export interface Ledger {
+  /** Holds credits atomically: two concurrent reserves never both spend the same last credits. */
+  reserve(request: ReserveRequest): Promise<ReserveResult>;
+  /** Applies a batch of settlements in one transaction; idempotent per reservation. */
+  settle(requests: SettlementRequest[], policy: OverrunPolicy): Promise<SettlementOutcome[]>;
+  /** Settles reservations open past their TTL at the reserved amount (outcome 'expired'). */
+  expireStale(now: Date, limit: number): Promise<number>;
+  openReservations(): Promise<number>;
+
+  /** The account a gateway key belongs to, or null for an unknown or revoked key. */
+  authenticate(key: string): Promise<string | null>;
+  /** Creates an account with an opening top-up of `amount` micro-credits (0 allowed). */
+  createAccount(accountId: string, amount: number): Promise<void>;
+  topUp(accountId: string, amount: number): Promise<void>;
+  account(accountId: string): Promise<AccountBalance | null>;
+  /** Creates a key and returns it; only its hash is stored. */
+  createKey(accountId: string): Promise<string>;
+  /** Registers a key chosen by the operator (e.g. `--account ID:KEY:CREDITS`); only its hash is stored. */
+  addKey(accountId: string, key: string): Promise<void>;
+  revokeKey(key: string): Promise<boolean>;
+  statement(accountId: string): Promise<StatementLine[]>;
+  close(): Promise<void>;
+}
