@@ -69,3 +69,47 @@ export const METRIC_OPEN_RESERVATIONS = 'tollgate_open_reservations' as const;
 /** Token types of tollgate_usage_tokens_total{type}. input/output are totals; the rest are parts. */
 export const TOKEN_TYPES = ['input', 'output', 'cache_read', 'cache_creation', 'reasoning'] as const;
 export type TokenType = (typeof TOKEN_TYPES)[number];
+
+/**
+ * Values of tollgate_settlements_total{result}. The first five are per reservation; `invalid`
+ * (a billing span missing or mangling a required attribute), `unknown_pricing_version` and
+ * `error` (the ledger failed; the sender is told to retry) are per span.
+ */
+export const SETTLEMENT_RESULTS = [
+  'settled',
+  'corrected',
+  'duplicate',
+  'expired',
+  'unknown_reservation',
+  'account_mismatch',
+  'invalid',
+  'unknown_pricing_version',
+  'error',
+] as const;
+export type SettlementResultLabel = (typeof SETTLEMENT_RESULTS)[number];
+
+/** Values of tollgate_reservation_rejections_total{reason}. */
+export const REJECTION_REASONS = [
+  'unauthenticated',
+  'body_too_large',
+  'invalid_request',
+  'unpriced_model',
+  'insufficient_credits',
+  'ledger_unavailable',
+] as const;
+export type RejectionReason = (typeof REJECTION_REASONS)[number];
+
+/**
+ * Labels of each metric, for the dashboards and rule checks:
+ *   tollgate_requests_total{provider,model,outcome}  (outcome: OUTCOMES or 'rejected')
+ *   tollgate_reserved_credits_total{provider,model}, tollgate_cost_credits_total{provider,model}
+ *   tollgate_usage_tokens_total{provider,model,type}, tollgate_overruns_total{provider,model}
+ *   tollgate_usage_missing_total{provider,model}, tollgate_reservation_rejections_total{reason}
+ *   tollgate_usage_parse_errors_total{provider}
+ *   tollgate_request_duration_seconds{provider,outcome}, tollgate_time_to_first_byte_seconds{provider}
+ *     (histograms)
+ *   tollgate_settlements_total{result}; tollgate_settled_credits_total,
+ *   tollgate_released_credits_total, tollgate_overrun_credits_total (counters, no labels);
+ *   tollgate_settlement_lag_seconds (histogram); tollgate_open_reservations (gauge)
+ * Credit counters count credits (micro-credits / 1e6) so that Prometheus shows credits.
+ */
