@@ -1,0 +1,154 @@
+/**
+ * The settlement processor's options, validated once at construction: a bad value fails fast
+ * with an error that names the option and the value, never on the first request.
+ */
+import { Registry } from 'prom-client';
+import type { Ledger, OverrunPolicy } from '../ledger/types.js';
+import type { PricingTable } from '../plugin/pricing.js';
+import { pricingCatalogue, type PricingCatalogue } from './records.js';
+
+export interface SettlementServerOptions {
+  /** The ledger reservations are settled in. Required. */
+  ledger: Ledger;
+  /**
+   * Every pricing table the gateways may reserve with (each `--pricing` file and the built-in
+   * default, as the case may be). Required, at least one. Spans name theirs by version.
+   */
+  pricing: PricingTable[];
+  /**
+   * 'bearer' (default): a request must carry `Authorization: Bearer <one of tokens>`.
+   * 'none': no authentication, for the embedded single-process default, whose endpoint listens
+   * on loopback only; never expose such an endpoint.
+   */
+  auth?: 'bearer' | 'none';
+  /** Accepted bearer tokens; several at once allow rotation. Required (non-empty) with auth 'bearer'. */
+  tokens?: string[];
+  /** What a cost above the reservation does: 'cap' (default) charges the reserved amount, 'charge' all of it. */
+  overrunPolicy?: OverrunPolicy;
+  /** Largest request body in bytes, compressed and after decompression. Default 20 MiB (the OTLP spec's advice). */
+  maxBodyBytes?: number;
+  /** Seconds the Retry-After of a 503 asks the sender to wait when the ledger fails. Default 5. */
+  retryAfterSeconds?: number;
+  /** Registry of the settlement metrics, served on GET /metrics. Default: a new Registry. */
+  registry?: Registry;
+  /** Told about the failures the processor recovers from (the ledger failing). Default: console.error. */
+  onError?: (error: unknown) => void;
+}
+
+export interface SweeperOptions {
+  ledger: Ledger;
+  /** Milliseconds between sweeps. Default 10,000. */
+  intervalMs?: number;
+  /** Reservations expired per ledger transaction; a sweep repeats until fewer remain. Default 1,000. */
+  batchLimit?: number;
+  /** The clock stale reservations are judged by. Default: () => new Date(). */
+  now?: () => Date;
+  /** Registry of the settlement metrics (the server's, to share them). Default: a new Registry. */
+  registry?: Registry;
+  /** Told about failed sweeps (the next one retries). Default: console.error. */
+  onError?: (error: unknown) => void;
+}
+
+export interface ResolvedServerOptions {
+  ledger: Ledger;
+  catalogue: PricingCatalogue;
+  /** Empty with auth 'none'. */
+  tokens: string[];
+  overrunPolicy: OverrunPolicy;
+  maxBodyBytes: number;
+  retryAfterSeconds: number;
+  registry: Registry;
+  onError: (error: unknown) => void;
+}
+
+export interface ResolvedSweeperOptions {
+  ledger: Ledger;
+  intervalMs: number;
+  batchLimit: number;
+  now: () => Date;
+  registry: Registry;
+  onError: (error: unknown) => void;
+}
+
+export class SettlementOptionError extends Error {
+  readonly code = 'ERR_TOLLGATE_SETTLEMENT_OPTION';
+  constructor(
+    readonly option: string,
+    value: unknown,
+    expected: string,
+  ) {
+    super(`tollgate settlement: option ${option} must be ${expected}, got ${describe(value)}`);
+    this.name = 'SettlementOptionError';
+  }
+}
+
+export function parseServerOptions(options: SettlementServerOptions): ResolvedServerOptions {
+  const auth = options.auth ?? 'bearer';
+  if (auth !== 'bearer' && auth !== 'none') throw new SettlementOptionError('auth', auth, "'bearer' or 'none'");
+  const tokens = options.tokens ?? [];
+  if (!Array.isArray(tokens) || tokens.some((token) => typeof token !== 'string' || token === '')) {
+    throw new SettlementOptionError('tokens', tokens, 'an array of non-empty strings');
+  }
+  if (auth === 'bearer' && tokens.length === 0) {
+    throw new SettlementOptionError('tokens', tokens, "at least one token (or auth: 'none', on loopback only)");
+  }
+  if (auth === 'none' && tokens.length > 0) {
+    throw new SettlementOptionError('tokens', tokens, "empty with auth 'none'");
+  }
+  const policy = options.overrunPolicy ?? 'cap';
+  if (policy !== 'cap' && policy !== 'charge') {
+    throw new SettlementOptionError('overrunPolicy', policy, "'cap' or 'charge'");
+  }
+  if (!Array.isArray(options.pricing) || options.pricing.length === 0) {
+    throw new SettlementOptionError('pricing', options.pricing, 'a non-empty array of pricing tables');
+  }
+  return {
+    ledger: ledger(options.ledger),
+    catalogue: pricingCatalogue(options.pricing),
+    tokens,
+    overrunPolicy: policy,
+    maxBodyBytes: positiveInteger('maxBodyBytes', options.maxBodyBytes, 20 * 1024 * 1024),
+    retryAfterSeconds: positiveInteger('retryAfterSeconds', options.retryAfterSeconds, 5),
+    registry: options.registry ?? new Registry(),
+    onError: errorHandler(options.onError),
+  };
+}
+
+export function parseSweeperOptions(options: SweeperOptions): ResolvedSweeperOptions {
+  if (options.now !== undefined && typeof options.now !== 'function') {
+    throw new SettlementOptionError('now', options.now, 'a function returning a Date');
+  }
+  return {
+    ledger: ledger(options.ledger),
+    intervalMs: positiveInteger('intervalMs', options.intervalMs, 10_000),
+    batchLimit: positiveInteger('batchLimit', options.batchLimit, 1_000),
+    now: options.now ?? (() => new Date()),
+    registry: options.registry ?? new Registry(),
+    onError: errorHandler(options.onError),
+  };
+}
+
+function ledger(value: Ledger | undefined): Ledger {
+  if (typeof value?.settle !== 'function') throw new SettlementOptionError('ledger', value, 'a Ledger');
+  return value;
+}
+
+function positiveInteger(name: string, value: unknown, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0) {
+    throw new SettlementOptionError(name, value, 'a positive integer');
+  }
+  return value;
+}
+
+function errorHandler(value: ((error: unknown) => void) | undefined): (error: unknown) => void {
+  if (value !== undefined && typeof value !== 'function') throw new SettlementOptionError('onError', value, 'a function');
+  return value ?? ((error) => console.error('tollgate settlement:', error));
+}
+
+function describe(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value);
+  if (typeof value === 'number' || typeof value === 'boolean' || value == null) return String(value);
+  if (Array.isArray(value)) return `an array of ${value.length}`;
+  return typeof value;
+}

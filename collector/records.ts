@@ -1,0 +1,157 @@
+/**
+ * A billing span → a settlement request (ledger/types.ts).
+ *
+ * A billing span is one that carries `tollgate.reservation.id`; any other span is ignored, not
+ * rejected (the Collector may route a whole trace here). A billing span that lacks a required
+ * attribute or mangles one is rejected as `invalid`: it is never guessed at, and its
+ * reservation is then settled by the sweeper at the reserved amount.
+ *
+ * The cost:
+ * - `tollgate.usage.source` = reported → costOf(the gen_ai.usage.* counts) under the span's
+ *   pricing version, for the span's `gen_ai.request.model` (the model the gateway priced the
+ *   reservation with). Both totals, input and output tokens, must be present: a usage with a
+ *   total missing cannot be priced without under-charging.
+ * - missing → null (the ledger charges the reserved amount), except for outcome
+ *   `upstream_error` without a 2xx `http.response.status_code`: the upstream never served the
+ *   request, so it costs 0.
+ *
+ * Pricing versions. A span is priced with the very table its gateway reserved with, named by
+ * `tollgate.pricing.version` (a content hash). Settlement holds a catalogue of every table it was
+ * given; a span whose usage must be priced under a version not in the catalogue is rejected as
+ * `unknown_pricing_version` and NEVER priced from another table: a different table could
+ * under-charge, and the error would be silent. Its reservation is settled by the sweeper at the
+ * reserved amount (never an under-charge), and the counter tells the operator to give settlement
+ * the gateway's pricing file. A span whose cost does not depend on prices (usage missing) is
+ * settled whatever its version.
+ */
+import type { SettlementRequest } from '../ledger/types.js';
+import { costOf, type PricingTable } from '../plugin/pricing.js';
+import {
+  ATTR_GEN_AI_PROVIDER_NAME,
+  ATTR_GEN_AI_REQUEST_MODEL,
+  ATTR_GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS,
+  ATTR_GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS,
+  ATTR_GEN_AI_USAGE_INPUT_TOKENS,
+  ATTR_GEN_AI_USAGE_OUTPUT_TOKENS,
+  ATTR_GEN_AI_USAGE_REASONING_OUTPUT_TOKENS,
+  ATTR_HTTP_RESPONSE_STATUS_CODE,
+  ATTR_TOLLGATE_ACCOUNT_ID,
+  ATTR_TOLLGATE_OUTCOME,
+  ATTR_TOLLGATE_PRICING_VERSION,
+  ATTR_TOLLGATE_RESERVATION_AMOUNT,
+  ATTR_TOLLGATE_RESERVATION_ID,
+  ATTR_TOLLGATE_USAGE_SOURCE,
+  OUTCOMES,
+  USAGE_SOURCES,
+  type Outcome,
+  type UsageSource,
+} from '../plugin/semconv.js';
+import type { Usage } from '../plugin/usage/types.js';
+import type { AttributeValue, OtlpSpan } from './otlp.js';
+
+/** Pricing tables by version. */
+export type PricingCatalogue = ReadonlyMap<string, PricingTable>;
+
+export function pricingCatalogue(tables: Iterable<PricingTable>): PricingCatalogue {
+  return new Map([...tables].map((table) => [table.version, table]));
+}
+
+export type SpanVerdict =
+  | { kind: 'settle'; request: SettlementRequest }
+  | { kind: 'reject'; result: 'invalid' | 'unknown_pricing_version'; message: string }
+  | { kind: 'ignore' };
+
+/** The usage attributes, by the Usage field they fill. */
+const USAGE_ATTRIBUTES: ReadonlyArray<[keyof Usage, string]> = [
+  ['inputTokens', ATTR_GEN_AI_USAGE_INPUT_TOKENS],
+  ['outputTokens', ATTR_GEN_AI_USAGE_OUTPUT_TOKENS],
+  ['cacheReadInputTokens', ATTR_GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS],
+  ['cacheCreationInputTokens', ATTR_GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS],
+  ['reasoningOutputTokens', ATTR_GEN_AI_USAGE_REASONING_OUTPUT_TOKENS],
+];
+
+class InvalidSpan extends Error {}
+
+export function toSettlement(span: OtlpSpan, catalogue: PricingCatalogue): SpanVerdict {
+  const attributes = span.attributes;
+  if (!attributes.has(ATTR_TOLLGATE_RESERVATION_ID)) return { kind: 'ignore' };
+  const reject = (result: 'invalid' | 'unknown_pricing_version', reason: string): SpanVerdict => ({
+    kind: 'reject',
+    result,
+    message: `span ${span.spanId || '(no id)'}: ${reason}`,
+  });
+  try {
+    const reservationId = text(attributes, ATTR_TOLLGATE_RESERVATION_ID);
+    const accountId = text(attributes, ATTR_TOLLGATE_ACCOUNT_ID);
+    // Not used to settle (the ledger knows what it reserved), but a span without a sound amount
+    // is not one the gateway wrote.
+    integer(attributes, ATTR_TOLLGATE_RESERVATION_AMOUNT);
+    const outcome = oneOf<Outcome>(attributes, ATTR_TOLLGATE_OUTCOME, OUTCOMES);
+    const source = oneOf<UsageSource>(attributes, ATTR_TOLLGATE_USAGE_SOURCE, USAGE_SOURCES);
+    const pricingVersion = text(attributes, ATTR_TOLLGATE_PRICING_VERSION);
+    const status = attributes.has(ATTR_HTTP_RESPONSE_STATUS_CODE) ? integer(attributes, ATTR_HTTP_RESPONSE_STATUS_CODE) : undefined;
+    if (!(span.endTimeMs > 0)) throw new InvalidSpan('has no end time');
+    const base = { reservationId, accountId, outcome, pricingVersion, spanEndTime: new Date(span.endTimeMs) };
+
+    if (source === 'missing') {
+      const served = status !== undefined && status >= 200 && status < 300;
+      const cost = outcome === 'upstream_error' && !served ? 0 : null;
+      return { kind: 'settle', request: { ...base, cost, usage: null } };
+    }
+
+    const usage = readUsage(attributes);
+    const table = catalogue.get(pricingVersion);
+    if (!table) {
+      return reject('unknown_pricing_version', `pricing version ${pricingVersion} is not one settlement was given`);
+    }
+    const model = text(attributes, ATTR_GEN_AI_REQUEST_MODEL);
+    const provider = attributes.get(ATTR_GEN_AI_PROVIDER_NAME);
+    const price = table.price(model, typeof provider === 'string' ? provider : undefined);
+    if (!price) throw new InvalidSpan(`model ${model} has no price in pricing version ${pricingVersion}`);
+    return { kind: 'settle', request: { ...base, cost: costOf(usage, price), usage: { ...usage } } };
+  } catch (error) {
+    // InvalidSpan from the readers; RangeError from costOf for a cost beyond the safe range.
+    if (error instanceof InvalidSpan || error instanceof RangeError) return reject('invalid', error.message);
+    throw error;
+  }
+}
+
+function readUsage(attributes: ReadonlyMap<string, AttributeValue>): Usage {
+  const usage: Usage = {};
+  for (const [field, name] of USAGE_ATTRIBUTES) {
+    if (attributes.has(name)) usage[field] = integer(attributes, name);
+  }
+  for (const name of [ATTR_GEN_AI_USAGE_INPUT_TOKENS, ATTR_GEN_AI_USAGE_OUTPUT_TOKENS]) {
+    if (!attributes.has(name)) throw new InvalidSpan(`usage is reported but ${name} is missing`);
+  }
+  return usage;
+}
+
+function text(attributes: ReadonlyMap<string, AttributeValue>, name: string): string {
+  const value = attributes.get(name);
+  if (value === undefined) throw new InvalidSpan(`${name} is missing`);
+  if (typeof value !== 'string' || value === '') throw new InvalidSpan(`${name} must be a non-empty string, got ${show(value)}`);
+  return value;
+}
+
+/** A non-negative safe integer (a double with an integral value is accepted: JSON has no int type). */
+function integer(attributes: ReadonlyMap<string, AttributeValue>, name: string): number {
+  const value = attributes.get(name);
+  if (value === undefined) throw new InvalidSpan(`${name} is missing`);
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+    throw new InvalidSpan(`${name} must be a non-negative integer, got ${show(value)}`);
+  }
+  return value;
+}
+
+function oneOf<T extends string>(attributes: ReadonlyMap<string, AttributeValue>, name: string, allowed: readonly T[]): T {
+  const value = text(attributes, name);
+  if (!(allowed as readonly string[]).includes(value)) {
+    throw new InvalidSpan(`${name} must be one of ${allowed.join(', ')}, got ${show(value)}`);
+  }
+  return value as T;
+}
+
+function show(value: AttributeValue): string {
+  return typeof value === 'string' ? JSON.stringify(value) : String(value);
+}
