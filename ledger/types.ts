@@ -51,6 +51,11 @@ export type SettleResult =
   | 'unknown_reservation'
   | 'account_mismatch';
 
+/**
+ * One per request, in the order of the requests. For 'duplicate', 'unknown_reservation' and
+ * 'account_mismatch' nothing changed: charged, released and overrun are 0 (and reserved is 0 for
+ * an unknown reservation).
+ */
 export interface SettlementOutcome {
   reservationId: string;
   result: SettleResult;
@@ -71,7 +76,11 @@ export interface AccountBalance {
   available: number;
 }
 
-export type EntryKind = 'topup' | 'charge' | 'release' | 'overrun' | 'correction';
+/**
+ * Releasing the unused part of a reservation changes `held`, not the balance, so it is not an
+ * entry: the statement shows it per reservation (StatementLine.released).
+ */
+export type EntryKind = 'topup' | 'charge' | 'overrun' | 'correction';
 
 export interface JournalEntry {
   id: number;
@@ -79,13 +88,23 @@ export interface JournalEntry {
   kind: EntryKind;
   /** Signed micro-credits: top-ups positive, charges negative. */
   amount: number;
+  /**
+   * On an 'overrun' entry, the cost above the reserved amount (its `amount` is -overrun under the
+   * 'charge' policy, 0 under 'cap'); 0 on other entries.
+   */
+  overrun: number;
   reservationId: string | null;
   createdAt: Date;
 }
 
 export interface StatementLine extends JournalEntry {
+  /** The outcome when the entry was written: 'expired' for the sweeper's charge; null for a top-up. */
   outcome: Outcome | 'expired' | null;
+  /** The reservation's usage and how it ended (its latest figures); null on a top-up. */
   usage: Record<string, number> | null;
+  reserved: number | null;
+  charged: number | null;
+  released: number | null;
 }
 
 export interface Ledger {

@@ -1,0 +1,88 @@
+/**
+ * The PostgreSQL ledger, through a `pg` connection pool. Same migrations and statements as the
+ * embedded ledger (sql-ledger.ts). Any number of gateway and settlement replicas may share one
+ * database: reserve is one atomic statement, and settle and expire lock rows in a fixed order.
+ */
+import pg from 'pg';
+import type { Driver, Session } from './driver.js';
+import { invalidArgument } from './errors.js';
+import { migrate } from './migrate.js';
+import { SqlLedger } from './sql-ledger.js';
+
+/**
+ * `config`: a postgres:// URL, or a pg pool configuration (e.g. `max` for the pool size, default
+ * 10, or `options: '-c search_path=SCHEMA'` to keep the ledger in its own schema).
+ */
+export async function openPostgresLedger(config: string | pg.PoolConfig): Promise<SqlLedger> {
+  if (typeof config === 'string') {
+    if (!/^postgres(ql)?:\/\//i.test(config)) throw invalidArgument('url', config, 'a postgres:// or postgresql:// URL');
+    config = { connectionString: config };
+  } else if (config === null || typeof config !== 'object') {
+    throw invalidArgument('config', config, 'a postgres:// URL or a pg PoolConfig');
+  }
+  const pool = new pg.Pool(config);
+  // An idle connection that breaks (server restart) is dropped by the pool and reported here;
+  // without a listener it would crash the process. The next query fails or reconnects.
+  pool.on('error', () => {});
+  const driver = postgresDriver(pool);
+  try {
+    await migrate(driver);
+  } catch (error) {
+    await pool.end();
+    throw error;
+  }
+  return new SqlLedger(driver);
+}
+
+/**
+ * Statement names by SQL text: each statement is parsed and planned once per connection
+ * (a named prepared statement) instead of on every call.
+ */
+const statementNames = new Map<string, string>();
+
+function statementName(sql: string): string {
+  let name = statementNames.get(sql);
+  if (name === undefined) {
+    name = `tollgate_${statementNames.size + 1}`;
+    statementNames.set(sql, name);
+  }
+  return name;
+}
+
+function session(client: pg.Pool | pg.PoolClient): Session {
+  return {
+    async query<Row>(sql: string, params: unknown[] = []) {
+      const result = await client.query({ name: statementName(sql), text: sql, values: params });
+      return result.rows as Row[];
+    },
+    async exec(sql: string) {
+      // No parameters and no name: the simple query protocol, which accepts several statements.
+      await client.query(sql);
+    },
+  };
+}
+
+function postgresDriver(pool: pg.Pool): Driver {
+  return {
+    ...session(pool),
+    async transaction(work) {
+      const client = await pool.connect();
+      let broken = false;
+      try {
+        await client.query('BEGIN');
+        const result = await work(session(client));
+        await client.query('COMMIT');
+        return result;
+      } catch (error) {
+        // A failed ROLLBACK means the connection is broken: release(true) discards it.
+        await client.query('ROLLBACK').catch(() => {
+          broken = true;
+        });
+        throw error;
+      } finally {
+        client.release(broken);
+      }
+    },
+    close: () => pool.end(),
+  };
+}

@@ -1,0 +1,231 @@
+/**
+ * The ledger's logic, over a driver (driver.ts). The PostgreSQL and the PGlite ledger are this
+ * class with a different driver: same statements (sql.ts), same migrations, same behaviour.
+ */
+import type { Driver } from './driver.js';
+import { LedgerError } from './errors.js';
+import { generateKey, hashKey } from './keys.js';
+import { type LockedReservation, type ReservationState, SettlementWrites } from './settlement.js';
+import * as sql from './sql.js';
+import type {
+  AccountBalance,
+  EntryKind,
+  Ledger,
+  OverrunPolicy,
+  ReserveRequest,
+  ReserveResult,
+  SettlementOutcome,
+  SettlementRequest,
+  StatementLine,
+} from './types.js';
+import * as validate from './validate.js';
+
+/** BIGINT (and count) as the drivers return it: pg gives a string, PGlite a number. */
+type BigintColumn = string | number;
+
+/** An account whose denormalised columns disagree with the journal or the open reservations. */
+export interface AuditFinding {
+  accountId: string;
+  balance: number;
+  /** Sum of the account's journal entries. */
+  entriesTotal: number;
+  held: number;
+  /** Sum of the account's open reservations. */
+  openTotal: number;
+}
+
+interface ReservationRow {
+  id: string;
+  account_id: string;
+  amount: BigintColumn;
+  state: ReservationState;
+}
+
+export class SqlLedger implements Ledger {
+  constructor(private readonly driver: Driver) {}
+
+  async reserve(request: ReserveRequest): Promise<ReserveResult> {
+    validate.reserveRequest(request);
+    const { reservationId, accountId, amount, ttlSeconds, provider, model, pricingVersion } = request;
+    const [row] = await this.driver.query<{ expires_at: Date | null; available: BigintColumn }>(sql.RESERVE, [
+      reservationId, accountId, amount, ttlSeconds, provider, model, pricingVersion,
+    ]);
+    if (row === undefined) return { ok: false, reason: 'unknown_account', available: 0 };
+    if (row.expires_at === null) return { ok: false, reason: 'insufficient_credits', available: integer(row.available) };
+    return { ok: true, expiresAt: row.expires_at };
+  }
+
+  async settle(requests: SettlementRequest[], policy: OverrunPolicy): Promise<SettlementOutcome[]> {
+    validate.policy(policy);
+    requests.forEach(validate.settlementRequest);
+    if (requests.length === 0) return [];
+    return this.driver.transaction(async (tx) => {
+      const ids = [...new Set(requests.map((request) => request.reservationId))];
+      const rows = await tx.query<ReservationRow>(sql.LOCK_RESERVATIONS, [ids]);
+      const locked = new Map(rows.map((row) => [row.id, toReservation(row)]));
+      const writes = new SettlementWrites();
+      const outcomes = requests.map((request): SettlementOutcome => {
+        const reservation = locked.get(request.reservationId);
+        if (reservation === undefined) return unchanged(request, 'unknown_reservation', 0);
+        if (reservation.accountId !== request.accountId) return unchanged(request, 'account_mismatch', reservation.amount);
+        // Closed by a span already: in an earlier delivery, or earlier in this batch.
+        if (reservation.state === 'settled' || reservation.state === 'corrected') {
+          return unchanged(request, 'duplicate', reservation.amount);
+        }
+        return writes.settle(reservation, request, policy);
+      });
+      await writes.apply(tx);
+      return outcomes;
+    });
+  }
+
+  async expireStale(now: Date, limit: number): Promise<number> {
+    validate.date('expireStale: now', now);
+    validate.positiveInteger('expireStale: limit', limit);
+    return this.driver.transaction(async (tx) => {
+      const rows = await tx.query<ReservationRow>(sql.LOCK_EXPIRED_RESERVATIONS, [now.toISOString(), limit]);
+      const writes = new SettlementWrites();
+      for (const row of rows) writes.expire(toReservation(row));
+      await writes.apply(tx);
+      return rows.length;
+    });
+  }
+
+  async openReservations(): Promise<number> {
+    const [row] = await this.driver.query<{ open: BigintColumn }>(sql.COUNT_OPEN_RESERVATIONS);
+    return integer(row!.open);
+  }
+
+  async authenticate(key: string): Promise<string | null> {
+    validate.key('authenticate: key', key);
+    const [row] = await this.driver.query<{ account_id: string }>(sql.AUTHENTICATE, [hashKey(key)]);
+    return row?.account_id ?? null;
+  }
+
+  async createAccount(accountId: string, amount: number): Promise<void> {
+    validate.id('createAccount: accountId', accountId);
+    validate.micros('createAccount: amount', amount, 0);
+    const [row] = await this.driver.query<{ created: boolean }>(sql.CREATE_ACCOUNT, [accountId, amount]);
+    if (!row!.created) throw new LedgerError('ERR_LEDGER_ACCOUNT_EXISTS', `account ${JSON.stringify(accountId)} already exists`);
+  }
+
+  async topUp(accountId: string, amount: number): Promise<void> {
+    validate.id('topUp: accountId', accountId);
+    validate.micros('topUp: amount', amount, 1);
+    const rows = await this.driver.query(sql.TOP_UP, [accountId, amount]);
+    if (rows.length === 0) throw unknownAccount(accountId);
+  }
+
+  async account(accountId: string): Promise<AccountBalance | null> {
+    validate.id('account: accountId', accountId);
+    const [row] = await this.driver.query<{ balance: BigintColumn; held: BigintColumn }>(sql.ACCOUNT, [accountId]);
+    if (row === undefined) return null;
+    const balance = integer(row.balance);
+    const held = integer(row.held);
+    return { accountId, balance, held, available: balance - held };
+  }
+
+  async createKey(accountId: string): Promise<string> {
+    const key = generateKey();
+    await this.addKey(accountId, key);
+    return key;
+  }
+
+  async addKey(accountId: string, key: string): Promise<void> {
+    validate.id('addKey: accountId', accountId);
+    validate.key('addKey: key', key);
+    const [row] = await this.driver.query<{ account_exists: boolean; added: boolean }>(sql.ADD_KEY, [hashKey(key), accountId]);
+    if (!row!.account_exists) throw unknownAccount(accountId);
+    if (!row!.added) throw new LedgerError('ERR_LEDGER_KEY_EXISTS', 'this key is already registered (possibly revoked)');
+  }
+
+  async revokeKey(key: string): Promise<boolean> {
+    validate.key('revokeKey: key', key);
+    const rows = await this.driver.query(sql.REVOKE_KEY, [hashKey(key)]);
+    return rows.length > 0;
+  }
+
+  async statement(accountId: string): Promise<StatementLine[]> {
+    validate.id('statement: accountId', accountId);
+    const rows = await this.driver.query<{
+      id: BigintColumn;
+      kind: EntryKind;
+      amount: BigintColumn;
+      overrun: BigintColumn;
+      reservation_id: string | null;
+      outcome: StatementLine['outcome'];
+      created_at: Date;
+      reserved: BigintColumn | null;
+      charged: BigintColumn | null;
+      released: BigintColumn | null;
+      usage: Record<string, number> | null;
+    }>(sql.STATEMENT, [accountId]);
+    return rows.map((row) => ({
+      id: integer(row.id),
+      accountId,
+      kind: row.kind,
+      amount: integer(row.amount),
+      overrun: integer(row.overrun),
+      reservationId: row.reservation_id,
+      createdAt: row.created_at,
+      outcome: row.outcome,
+      usage: row.usage,
+      reserved: nullableInteger(row.reserved),
+      charged: nullableInteger(row.charged),
+      released: nullableInteger(row.released),
+    }));
+  }
+
+  /**
+   * Reconciliation: the accounts whose balance differs from the sum of their entries or whose
+   * held differs from the sum of their open reservations. Empty on a consistent ledger.
+   */
+  async audit(): Promise<AuditFinding[]> {
+    const rows = await this.driver.query<{
+      id: string;
+      balance: BigintColumn;
+      held: BigintColumn;
+      entries_total: BigintColumn;
+      open_total: BigintColumn;
+    }>(sql.AUDIT);
+    return rows.map((row) => ({
+      accountId: row.id,
+      balance: integer(row.balance),
+      entriesTotal: integer(row.entries_total),
+      held: integer(row.held),
+      openTotal: integer(row.open_total),
+    }));
+  }
+
+  close(): Promise<void> {
+    return this.driver.close();
+  }
+}
+
+function toReservation(row: ReservationRow): LockedReservation {
+  return { id: row.id, accountId: row.account_id, amount: integer(row.amount), state: row.state };
+}
+
+/** A settlement request that changed nothing. */
+function unchanged(
+  request: SettlementRequest,
+  result: 'duplicate' | 'unknown_reservation' | 'account_mismatch',
+  reserved: number,
+): SettlementOutcome {
+  return { reservationId: request.reservationId, result, reserved, charged: 0, released: 0, overrun: 0 };
+}
+
+function unknownAccount(accountId: string): LedgerError {
+  return new LedgerError('ERR_LEDGER_UNKNOWN_ACCOUNT', `account ${JSON.stringify(accountId)} does not exist`);
+}
+
+/** A BIGINT column as a JS number; one beyond 2^53 cannot be money this ledger wrote. */
+function integer(value: BigintColumn): number {
+  const number = Number(value);
+  if (!Number.isSafeInteger(number)) throw new Error(`ledger value ${value} is not a safe integer`);
+  return number;
+}
+
+function nullableInteger(value: BigintColumn | null): number | null {
+  return value === null ? null : integer(value);
+}

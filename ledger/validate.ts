@@ -1,0 +1,82 @@
+/**
+ * Argument checks at the ledger's boundary. Money must arrive as safe integers: a float or an
+ * unsafe integer would silently lose micro-credits on its way into a BIGINT.
+ */
+import { OUTCOMES } from '../plugin/semconv.js';
+import { invalidArgument } from './errors.js';
+import { isMicros } from './money.js';
+import type { OverrunPolicy, ReserveRequest, SettlementRequest } from './types.js';
+
+/** Ids are opaque text; the bound keeps an accidental blob out of the primary keys. */
+const MAX_ID_LENGTH = 256;
+
+export function id(option: string, value: unknown): string {
+  if (typeof value !== 'string' || value.length === 0 || value.length > MAX_ID_LENGTH) {
+    throw invalidArgument(option, value, `a non-empty string of at most ${MAX_ID_LENGTH} characters`);
+  }
+  return value;
+}
+
+export function text(option: string, value: unknown): string {
+  if (typeof value !== 'string') throw invalidArgument(option, value, 'a string');
+  return value;
+}
+
+/** `min` 0: zero allowed; 1: positive. */
+export function micros(option: string, value: unknown, min: 0 | 1): number {
+  if (!isMicros(value) || value < min) {
+    throw invalidArgument(option, value, `a ${min === 0 ? 'non-negative' : 'positive'} safe integer of micro-credits`);
+  }
+  return value;
+}
+
+export function date(option: string, value: unknown): Date {
+  if (!(value instanceof Date) || Number.isNaN(value.getTime())) throw invalidArgument(option, value, 'a valid Date');
+  return value;
+}
+
+export function positiveInteger(option: string, value: unknown): number {
+  if (!Number.isSafeInteger(value) || (value as number) < 1) throw invalidArgument(option, value, 'a positive integer');
+  return value as number;
+}
+
+/** A key is a secret: the error describes it without quoting it. */
+export function key(option: string, value: unknown): string {
+  if (typeof value !== 'string' || value.length === 0 || /\s/.test(value)) {
+    const shown = typeof value === 'string' ? `a string of ${value.length} characters` : typeof value;
+    throw invalidArgument(option, shown, 'a non-empty string without whitespace');
+  }
+  return value;
+}
+
+export function reserveRequest(request: ReserveRequest): void {
+  id('reserve: reservationId', request.reservationId);
+  id('reserve: accountId', request.accountId);
+  micros('reserve: amount', request.amount, 1);
+  if (typeof request.ttlSeconds !== 'number' || !Number.isFinite(request.ttlSeconds) || request.ttlSeconds <= 0) {
+    throw invalidArgument('reserve: ttlSeconds', request.ttlSeconds, 'a positive number of seconds');
+  }
+  text('reserve: provider', request.provider);
+  text('reserve: model', request.model);
+  text('reserve: pricingVersion', request.pricingVersion);
+}
+
+export function policy(value: unknown): OverrunPolicy {
+  if (value !== 'cap' && value !== 'charge') throw invalidArgument('settle: policy', value, "'cap' or 'charge'");
+  return value;
+}
+
+export function settlementRequest(request: SettlementRequest, index: number): void {
+  const option = (field: string) => `settle: requests[${index}].${field}`;
+  id(option('reservationId'), request.reservationId);
+  id(option('accountId'), request.accountId);
+  if (!(OUTCOMES as readonly unknown[]).includes(request.outcome)) {
+    throw invalidArgument(option('outcome'), request.outcome, `one of ${OUTCOMES.join(', ')}`);
+  }
+  if (request.cost !== null) micros(option('cost'), request.cost, 0);
+  if (request.usage !== null && (typeof request.usage !== 'object' || Array.isArray(request.usage))) {
+    throw invalidArgument(option('usage'), request.usage, 'an object of token counts or null');
+  }
+  text(option('pricingVersion'), request.pricingVersion);
+  date(option('spanEndTime'), request.spanEndTime);
+}
