@@ -1,0 +1,50 @@
+/**
+ * The reservation: an upper bound of what a request can cost, computed before it is forwarded.
+ *
+ * Input tokens are bounded by the request body's byte length (divided by `bytesPerInputToken`,
+ * default 1): a byte-level BPE tokenizer never emits more tokens than the bytes it encodes, and
+ * the JSON around the text only adds bytes. This needs no tokenizer on the hot path (tokenizing
+ * a multi-MB agent request would cost tens of milliseconds) and stays an upper bound, except for
+ * content the provider fetches by reference (image URLs, file ids), which over-run and are
+ * recorded as such.
+ *
+ * Output tokens are the request's own limit, else the configured default, capped by the model's
+ * output limit when the pricing table knows it.
+ */
+import { maxCostOf, type ModelPrice } from './pricing.js';
+import type { Route } from './routes.js';
+
+export interface EstimateSettings {
+  defaultMaxOutputTokens: number;
+  bytesPerInputToken: number;
+  safetyBuffer: number;
+}
+
+export interface Estimate {
+  inputTokens: number;
+  outputTokens: number;
+  /** Micro-credits to reserve; at least 1, so that every request holds something. */
+  amount: number;
+}
+
+export function estimateReservation(
+  bodyBytes: number,
+  request: Record<string, unknown>,
+  route: Route,
+  price: ModelPrice,
+  settings: EstimateSettings,
+): Estimate {
+  const inputTokens = Math.ceil(bodyBytes / settings.bytesPerInputToken);
+  const requested = route.maxOutputFields.map((field) => request[field]).find(isPositiveInteger);
+  const modelLimit = price.maxOutputTokens;
+  let outputTokens = requested ?? settings.defaultMaxOutputTokens;
+  if (modelLimit !== undefined) outputTokens = Math.min(outputTokens, modelLimit);
+  const bound = maxCostOf({ inputTokens, outputTokens }, price);
+  // One rounding, upwards, after the buffer: the reservation stays an upper bound.
+  const amount = Math.max(1, Math.ceil(bound * settings.safetyBuffer));
+  return { inputTokens, outputTokens, amount };
+}
+
+function isPositiveInteger(value: unknown): value is number {
+  return typeof value === 'number' && Number.isSafeInteger(value) && value > 0;
+}

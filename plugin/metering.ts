@@ -1,0 +1,202 @@
+/**
+ * One metered request from its reservation to its single terminal outcome.
+ *
+ * The outcome is derived from facts gathered as the response flows, and decided exactly once,
+ * when both sides are done (the client's response closed and the upstream body ended or broke)
+ * and the side channel has drained:
+ *   no upstream response      → cancelled if the client left first, else upstream_error
+ *   upstream status not 2xx   → upstream_error
+ *   terminal event seen       → completed | incomplete | failed (whoever closed afterwards:
+ *                               Codex closes the moment it has read response.completed)
+ *   client left before the end → cancelled
+ *   otherwise                 → upstream_error (reset mid-stream, or ended without a terminal event)
+ * Usage is whatever the extractor has learned by then: on a broken stream, the usage known so far.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Span } from '@opentelemetry/api';
+import { costOf, type ModelPrice } from './pricing.js';
+import type { Route } from './routes.js';
+import { sideChannel, type SideChannel } from './side-channel.js';
+import type { Telemetry } from './telemetry.js';
+import { TOKEN_TYPES, type Outcome, type TokenType } from './semconv.js';
+import type { OutcomeRecord } from './types.js';
+import type { Usage, UsageExtractor } from './usage/types.js';
+
+export interface MeteredRequestInit {
+  route: Route;
+  reservationId: string;
+  accountId: string;
+  requestModel: string;
+  /** The model label on metrics: a priced model name, never free text from the client. */
+  modelLabel: string;
+  price: ModelPrice;
+  pricingVersion: string;
+  amount: number;
+  maxUsageEventBytes: number;
+  /** performance.now() when the request arrived. */
+  arrivedAt: number;
+}
+
+const TOKEN_FIELDS: Record<TokenType, keyof Usage> = {
+  input: 'inputTokens',
+  output: 'outputTokens',
+  cache_read: 'cacheReadInputTokens',
+  cache_creation: 'cacheCreationInputTokens',
+  reasoning: 'reasoningOutputTokens',
+};
+
+const MICRO = 1_000_000;
+
+export class MeteredRequest {
+  private readonly span: Span | undefined;
+  private status: number | undefined;
+  private extractor: UsageExtractor | undefined;
+  private side: SideChannel | undefined;
+  /** Who broke the exchange first, if anyone did. */
+  private brokenBy: 'client' | 'upstream' | undefined;
+  private clientClosed = false;
+  private upstreamClosed = false;
+  private firstByteSeen = false;
+  private decided = false;
+
+  constructor(
+    private readonly init: MeteredRequestInit,
+    private readonly telemetry: Telemetry,
+    private readonly onOutcome: (record: OutcomeRecord) => void,
+  ) {
+    const { route } = init;
+    this.span = telemetry.startSpan({
+      reservationId: init.reservationId,
+      accountId: init.accountId,
+      provider: route.provider,
+      operation: route.operation,
+      requestModel: init.requestModel,
+      amount: init.amount,
+      pricingVersion: init.pricingVersion,
+      startTime: performance.timeOrigin + init.arrivedAt,
+    });
+    telemetry.guard(() =>
+      telemetry.metrics.reservedCredits.inc(this.labels(), init.amount / MICRO),
+    );
+  }
+
+  /** express-http-proxy piped the upstream response into the client's: watch both, on the side. */
+  observe(upstream: IncomingMessage, res: ServerResponse): void {
+    this.status = upstream.statusCode;
+    const served = isSuccess(this.status);
+    if (served) {
+      const streaming = /^text\/event-stream\b/i.test(upstream.headers['content-type'] ?? '');
+      this.extractor = this.init.route.extractor(streaming, { maxEventBytes: this.init.maxUsageEventBytes });
+      this.side = sideChannel(this.extractor, upstream.headers['content-encoding']);
+    }
+    upstream.on('data', (chunk: Buffer) => {
+      if (!this.firstByteSeen) {
+        this.firstByteSeen = true;
+        this.telemetry.guard(() =>
+          this.telemetry.metrics.timeToFirstByte.observe(
+            { provider: this.init.route.provider },
+            (performance.now() - this.init.arrivedAt) / 1000,
+          ),
+        );
+      }
+      this.side?.write(chunk);
+    });
+    const upstreamBroke = () => {
+      this.brokenBy ??= 'upstream';
+      // pipe() does not end the client's response when its source fails: without this the
+      // client would wait forever on a response that can no longer complete.
+      res.destroy();
+    };
+    upstream.on('aborted', upstreamBroke);
+    upstream.on('error', upstreamBroke);
+    upstream.on('close', () => {
+      if (!upstream.complete) upstreamBroke();
+      this.upstreamClosed = true;
+      this.maybeDecide();
+    });
+    res.on('close', () => {
+      if (!upstream.complete) this.brokenBy ??= 'client';
+      this.clientClosed = true;
+      this.maybeDecide();
+    });
+  }
+
+  /** The upstream never answered: it was unreachable, or the client left while we waited. */
+  endWithoutResponse(clientLeft: boolean): void {
+    this.brokenBy ??= clientLeft ? 'client' : 'upstream';
+    this.clientClosed = this.upstreamClosed = true;
+    this.maybeDecide();
+  }
+
+  private maybeDecide(): void {
+    if (this.decided || !this.clientClosed || !this.upstreamClosed) return;
+    this.decided = true;
+    const drained = this.side?.end() ?? Promise.resolve();
+    void drained.then(() => this.finish());
+  }
+
+  private outcome(): Outcome {
+    if (this.status === undefined) return this.brokenBy === 'client' ? 'cancelled' : 'upstream_error';
+    if (!isSuccess(this.status)) return 'upstream_error';
+    const terminal = this.extractor?.state.terminal;
+    if (terminal !== undefined) return terminal;
+    return this.brokenBy === 'client' ? 'cancelled' : 'upstream_error';
+  }
+
+  private finish(): void {
+    const { init, telemetry } = this;
+    const { metrics } = telemetry;
+    const state = this.extractor?.state;
+    const usage = state && isReported(state.usage) ? state.usage : undefined;
+    const cost = usage ? costOf(usage, init.price) : undefined;
+    const record: OutcomeRecord = {
+      reservationId: init.reservationId,
+      accountId: init.accountId,
+      provider: init.route.provider,
+      requestModel: init.requestModel,
+      responseModel: state?.responseModel,
+      reserved: init.amount,
+      cost,
+      outcome: this.outcome(),
+      usage,
+      status: this.status,
+    };
+    telemetry.endSpan(this.span, record, state?.responseId);
+    const labels = this.labels();
+    telemetry.guard(() => {
+      metrics.requests.inc({ ...labels, outcome: record.outcome });
+      metrics.duration.observe(
+        { provider: labels.provider, outcome: record.outcome },
+        (performance.now() - init.arrivedAt) / 1000,
+      );
+      if (state?.parseErrors || this.side?.failed) metrics.parseErrors.inc({ provider: labels.provider });
+      if (usage && cost !== undefined) {
+        metrics.costCredits.inc(labels, cost / MICRO);
+        if (cost > init.amount) metrics.overruns.inc(labels);
+        for (const type of TOKEN_TYPES) {
+          const tokens = usage[TOKEN_FIELDS[type]];
+          if (tokens !== undefined) metrics.usageTokens.inc({ ...labels, type }, tokens);
+        }
+      } else if (isSuccess(this.status)) {
+        metrics.usageMissing.inc(labels);
+      }
+    });
+    try {
+      this.onOutcome(record);
+    } catch {
+      // onOutcome is the user's hook, already wrapped by the middleware; nothing may escape here.
+    }
+  }
+
+  private labels() {
+    return { provider: this.init.route.provider, model: this.init.modelLabel };
+  }
+}
+
+function isSuccess(status: number | undefined): boolean {
+  return status !== undefined && status >= 200 && status < 300;
+}
+
+function isReported(usage: Usage): boolean {
+  return usage.inputTokens !== undefined || usage.outputTokens !== undefined;
+}

@@ -1,0 +1,103 @@
+/**
+ * The gateway's Prometheus metrics (DESIGN.md), registered on the registry the application gives.
+ * No account or key label: per-account views come from the ledger.
+ */
+import { Counter, Histogram, type Registry } from 'prom-client';
+import {
+  METRIC_COST_CREDITS,
+  METRIC_OVERRUNS,
+  METRIC_PARSE_ERRORS,
+  METRIC_REQUESTS,
+  METRIC_REQUEST_DURATION,
+  METRIC_RESERVATION_REJECTIONS,
+  METRIC_RESERVED_CREDITS,
+  METRIC_TELEMETRY_ERRORS,
+  METRIC_TIME_TO_FIRST_BYTE,
+  METRIC_UNRECORDED_SPANS,
+  METRIC_USAGE_MISSING,
+  METRIC_USAGE_TOKENS,
+} from './semconv.js';
+
+// LLM responses run from sub-second to many minutes (long agent turns).
+const DURATION_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600];
+const TTFB_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+
+export type GatewayMetrics = ReturnType<typeof createGatewayMetrics>;
+
+export function createGatewayMetrics(registry: Registry) {
+  const registers = [registry];
+  return {
+    requests: new Counter({
+      name: METRIC_REQUESTS,
+      help: 'Metered LLM requests by terminal outcome (rejected: refused before reserving).',
+      labelNames: ['provider', 'model', 'outcome'] as const,
+      registers,
+    }),
+    reservedCredits: new Counter({
+      name: METRIC_RESERVED_CREDITS,
+      help: 'Credits reserved before forwarding.',
+      labelNames: ['provider', 'model'] as const,
+      registers,
+    }),
+    costCredits: new Counter({
+      name: METRIC_COST_CREDITS,
+      help: 'Credits the reported usage costs under the gateway pricing table.',
+      labelNames: ['provider', 'model'] as const,
+      registers,
+    }),
+    usageTokens: new Counter({
+      name: METRIC_USAGE_TOKENS,
+      help: 'Tokens reported by the provider; input and output are totals, the other types parts of them.',
+      labelNames: ['provider', 'model', 'type'] as const,
+      registers,
+    }),
+    overruns: new Counter({
+      name: METRIC_OVERRUNS,
+      help: 'Requests whose cost exceeded their reservation.',
+      labelNames: ['provider', 'model'] as const,
+      registers,
+    }),
+    usageMissing: new Counter({
+      name: METRIC_USAGE_MISSING,
+      help: 'Served requests (2xx) whose response carried no usage; they settle at the reserved amount.',
+      labelNames: ['provider', 'model'] as const,
+      registers,
+    }),
+    rejections: new Counter({
+      name: METRIC_RESERVATION_REJECTIONS,
+      help: 'Requests refused before a reservation was made.',
+      labelNames: ['reason'] as const,
+      registers,
+    }),
+    parseErrors: new Counter({
+      name: METRIC_PARSE_ERRORS,
+      help: 'Response frames the usage parser gave up on (oversized or malformed); the bytes still reached the client.',
+      labelNames: ['provider'] as const,
+      registers,
+    }),
+    unrecordedSpans: new Counter({
+      name: METRIC_UNRECORDED_SPANS,
+      help: 'Billing spans that a sampler dropped; their reservations settle only through the sweeper.',
+      registers,
+    }),
+    telemetryErrors: new Counter({
+      name: METRIC_TELEMETRY_ERRORS,
+      help: 'Errors thrown by span or metric calls; the request went on regardless.',
+      registers,
+    }),
+    duration: new Histogram({
+      name: METRIC_REQUEST_DURATION,
+      help: 'From request arrival to the terminal outcome.',
+      labelNames: ['provider', 'outcome'] as const,
+      buckets: DURATION_BUCKETS,
+      registers,
+    }),
+    timeToFirstByte: new Histogram({
+      name: METRIC_TIME_TO_FIRST_BYTE,
+      help: 'From request arrival to the first response byte from the upstream.',
+      labelNames: ['provider'] as const,
+      buckets: TTFB_BUCKETS,
+      registers,
+    }),
+  };
+}

@@ -1,0 +1,240 @@
+/**
+ * tollgate(): authenticate, read and check the request, reserve its upper-bound cost, then hand
+ * it to express-http-proxy and meter the response on the side.
+ */
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import type { Registry } from 'prom-client';
+import { sendError, type GatewayErrorKind } from './errors.js';
+import { estimateReservation } from './estimate.js';
+import { MeteredRequest } from './metering.js';
+import { createGatewayMetrics } from './metrics.js';
+import { parseOptions, type ResolvedOptions } from './options.js';
+import { createUpstream, restoreResponseHeaders, type Upstream } from './proxy.js';
+import { gatewayKey, readBody } from './request.js';
+import { routeFor, type Route } from './routes.js';
+import type { RejectionReason } from './semconv.js';
+import { Telemetry } from './telemetry.js';
+import type { OutcomeRecord, Provider, TollgateOptions } from './types.js';
+
+export interface TollgateMiddleware extends RequestHandler {
+  /** The registry holding the gateway metrics; serve it on /metrics. */
+  readonly registry: Registry;
+  /** Closes the upstream keep-alive connections. */
+  close(): void;
+}
+
+/** A rejection before any credit is held: answered to the client, counted, no span. */
+class Rejection {
+  constructor(
+    readonly kind: GatewayErrorKind,
+    readonly reason: RejectionReason,
+    readonly message: string,
+    /** For the log only: may name internal hosts, never sent to the client. */
+    readonly detail?: string,
+  ) {}
+}
+
+const UNPARSED_MODEL = 'unknown';
+
+export function tollgate(options: TollgateOptions): TollgateMiddleware {
+  const settings = parseOptions(options);
+  const telemetry = new Telemetry(settings.tracerProvider, createGatewayMetrics(settings.registry), settings.logger);
+  const onOutcome = guardHook(settings);
+  /** Requests waiting for their upstream, so a proxy error can end the right one. */
+  const pending = new WeakMap<ServerResponse, MeteredRequest>();
+
+  const onUpstreamError = (provider: Provider) => (error: unknown, res: ServerResponse) => {
+    const metered = pending.get(res);
+    const clientLeft = res.destroyed;
+    if (!clientLeft) {
+      // The error itself stays in the log: its text names internal hosts and ports.
+      sendError(res, provider, 'upstream_unreachable', 'the upstream API could not be reached');
+      settings.logger(`tollgate: ${provider} upstream error: ${(error as Error)?.message ?? error}`);
+    }
+    metered?.endWithoutResponse(clientLeft);
+  };
+  const upstreams: Record<Provider, Upstream> = {
+    openai: createUpstream({
+      base: settings.openaiUpstream,
+      authenticate: (headers) => {
+        if (settings.openaiApiKey) headers.authorization = `Bearer ${settings.openaiApiKey}`;
+      },
+      onError: onUpstreamError('openai'),
+    }),
+    anthropic: createUpstream({
+      base: settings.anthropicUpstream,
+      authenticate: (headers) => {
+        if (settings.anthropicApiKey) headers['x-api-key'] = settings.anthropicApiKey;
+      },
+      onError: onUpstreamError('anthropic'),
+    }),
+  };
+
+  async function meter(req: Request, res: Response, next: NextFunction, route: Route): Promise<void> {
+    const arrivedAt = performance.now();
+    const admitted = await admit(req, route, settings, arrivedAt);
+    if (admitted instanceof Rejection) {
+      telemetry.guard(() => {
+        telemetry.metrics.rejections.inc({ reason: admitted.reason });
+        telemetry.metrics.requests.inc({ provider: route.provider, model: UNPARSED_MODEL, outcome: 'rejected' });
+      });
+      if (admitted.detail !== undefined) settings.logger(`tollgate: ${admitted.message}: ${admitted.detail}`);
+      sendError(res, route.provider, admitted.kind, admitted.message);
+      return;
+    }
+    const metered = new MeteredRequest(admitted.init, telemetry, onOutcome);
+    req.body = admitted.body;
+    if (res.destroyed) {
+      metered.endWithoutResponse(true);
+      return;
+    }
+    pending.set(res, metered);
+    res.on('pipe', (upstream: IncomingMessage) => {
+      pending.delete(res);
+      restoreResponseHeaders(upstream, res);
+      metered.observe(upstream, res);
+    });
+    upstreams[route.provider].handler(req, res, next);
+  }
+
+  const handler = (req: Request, res: Response, next: NextFunction) => {
+    const route = req.method === 'POST' ? routeFor(req.path) : undefined;
+    if (route === undefined) {
+      next();
+      return;
+    }
+    meter(req, res, next, route).catch(next);
+  };
+  return Object.assign(handler, {
+    registry: settings.registry,
+    close: () => {
+      upstreams.openai.close();
+      upstreams.anthropic.close();
+    },
+  });
+}
+
+interface Admitted {
+  init: MeteredRequest['init'];
+  body: Buffer;
+}
+
+/** Everything that happens before the request may go upstream, ending in a reservation. */
+async function admit(
+  req: Request,
+  route: Route,
+  settings: ResolvedOptions,
+  arrivedAt: number,
+): Promise<Admitted | Rejection> {
+  const key = gatewayKey(req);
+  if (key === undefined) return new Rejection('unauthenticated', 'unauthenticated', 'missing API key');
+  let accountId: string | null;
+  try {
+    accountId = await settings.ledger.authenticate(key);
+  } catch (error) {
+    return ledgerUnavailable(error);
+  }
+  if (accountId === null) return new Rejection('unauthenticated', 'unauthenticated', 'invalid API key');
+
+  const read = await readBody(req, settings.maxBodyBytes);
+  if (!read.ok) {
+    const reason = read.kind === 'body_too_large' ? 'body_too_large' : 'invalid_request';
+    return new Rejection(read.kind === 'aborted' ? 'invalid_request' : read.kind, reason, read.message);
+  }
+  let body = read.body;
+  let request: unknown;
+  try {
+    request = JSON.parse(body.toString('utf8'));
+  } catch {
+    return new Rejection('invalid_request', 'invalid_request', 'request body is not valid JSON');
+  }
+  if (typeof request !== 'object' || request === null || Array.isArray(request)) {
+    return new Rejection('invalid_request', 'invalid_request', 'request body must be a JSON object');
+  }
+  const fields = request as Record<string, unknown>;
+  const model = fields.model;
+  if (typeof model !== 'string' || model === '') {
+    return new Rejection('invalid_request', 'invalid_request', 'request has no model');
+  }
+  const price = settings.pricing.price(model, route.provider);
+  if (price === undefined) {
+    return new Rejection('unpriced_model', 'unpriced_model', `model ${JSON.stringify(model)} has no price`);
+  }
+  if (settings.chatUsage === 'inject' && route.streamUsageOption && fields.stream === true) {
+    body = withStreamUsage(fields) ?? body;
+  }
+
+  const estimate = estimateReservation(read.body.length, fields, route, price, settings);
+  const reservationId = randomUUID();
+  let reserved;
+  try {
+    reserved = await settings.ledger.reserve({
+      reservationId,
+      accountId,
+      amount: estimate.amount,
+      ttlSeconds: settings.reservationTtlSeconds,
+      provider: route.provider,
+      model,
+      pricingVersion: settings.pricing.version,
+    });
+  } catch (error) {
+    return ledgerUnavailable(error);
+  }
+  if (!reserved.ok) {
+    return new Rejection(
+      'insufficient_credits',
+      'insufficient_credits',
+      `insufficient credits: this request may cost up to ${estimate.amount} micro-credits and ${Math.max(reserved.available, 0)} are available`,
+    );
+  }
+  return {
+    body,
+    init: {
+      route,
+      reservationId,
+      accountId,
+      requestModel: model,
+      // Metric labels must stay few: free-form model names priced by the default share one label.
+      modelLabel: price === settings.pricing.defaultPrice ? 'default' : model,
+      price,
+      pricingVersion: settings.pricing.version,
+      amount: estimate.amount,
+      maxUsageEventBytes: settings.maxUsageEventBytes,
+      arrivedAt,
+    },
+  };
+}
+
+function ledgerUnavailable(error: unknown): Rejection {
+  return new Rejection(
+    'ledger_unavailable',
+    'ledger_unavailable',
+    'the credit ledger is unavailable, retry later',
+    String((error as Error)?.message ?? error),
+  );
+}
+
+/**
+ * chatUsage 'inject': ask for the final usage chunk. This re-serialises the body (key order is
+ * kept, whitespace is not) — the documented exception to forwarding the body byte for byte.
+ */
+function withStreamUsage(fields: Record<string, unknown>): Buffer | undefined {
+  const streamOptions = fields.stream_options;
+  if (typeof streamOptions === 'object' && streamOptions !== null && 'include_usage' in streamOptions) return undefined;
+  const options = typeof streamOptions === 'object' && streamOptions !== null ? streamOptions : {};
+  return Buffer.from(JSON.stringify({ ...fields, stream_options: { ...options, include_usage: true } }));
+}
+
+function guardHook(settings: ResolvedOptions): (record: OutcomeRecord) => void {
+  const hook = settings.onOutcome;
+  if (hook === undefined) return () => {};
+  return (record) => {
+    try {
+      hook(record);
+    } catch (error) {
+      settings.logger(`tollgate: onOutcome hook threw (ignored): ${(error as Error)?.message ?? error}`);
+    }
+  };
+}

@@ -1,0 +1,116 @@
+/**
+ * Options are validated once, when the middleware is built: a bad value fails fast with an error
+ * that names the option and the value, never on the first request.
+ */
+import { trace, type TracerProvider } from '@opentelemetry/api';
+import { Registry } from 'prom-client';
+import type { Ledger } from '../ledger/types.js';
+import { defaultPricing } from './default-pricing.js';
+import type { PricingTable } from './pricing.js';
+import type { OutcomeRecord, TollgateOptions } from './types.js';
+
+export class TollgateOptionError extends Error {
+  readonly code = 'ERR_TOLLGATE_OPTION';
+  constructor(
+    readonly option: string,
+    value: unknown,
+    expected: string,
+  ) {
+    super(`tollgate: option ${option} must be ${expected}, got ${describe(value)}`);
+    this.name = 'TollgateOptionError';
+  }
+}
+
+function describe(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value);
+  if (typeof value === 'number' || typeof value === 'boolean' || value == null) return String(value);
+  return typeof value;
+}
+
+export interface ResolvedOptions {
+  ledger: Ledger;
+  pricing: PricingTable;
+  openaiUpstream: URL;
+  anthropicUpstream: URL;
+  openaiApiKey: string | undefined;
+  anthropicApiKey: string | undefined;
+  maxBodyBytes: number;
+  defaultMaxOutputTokens: number;
+  bytesPerInputToken: number;
+  safetyBuffer: number;
+  reservationTtlSeconds: number;
+  chatUsage: 'reserve' | 'inject';
+  maxUsageEventBytes: number;
+  tracerProvider: TracerProvider;
+  registry: Registry;
+  onOutcome: ((record: OutcomeRecord) => void) | undefined;
+  logger: (message: string) => void;
+}
+
+function positiveInteger(name: string, value: unknown, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0) {
+    throw new TollgateOptionError(name, value, 'a positive integer');
+  }
+  return value;
+}
+
+function atLeast(name: string, value: unknown, min: number, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < min) {
+    throw new TollgateOptionError(name, value, `a finite number >= ${min}`);
+  }
+  return value;
+}
+
+function upstreamUrl(name: string, value: unknown, fallback: string): URL {
+  const text = value ?? fallback;
+  if (typeof text === 'string' && URL.canParse(text)) {
+    const url = new URL(text);
+    if (url.protocol === 'http:' || url.protocol === 'https:') return url;
+  }
+  throw new TollgateOptionError(name, value, 'an http(s) URL');
+}
+
+function optionalString(name: string, value: unknown): string | undefined {
+  if (value === undefined || (typeof value === 'string' && value !== '')) return value;
+  throw new TollgateOptionError(name, value, 'a non-empty string');
+}
+
+export function parseOptions(options: TollgateOptions): ResolvedOptions {
+  if (options == null || typeof options !== 'object') {
+    throw new TollgateOptionError('options', options, 'an object');
+  }
+  const { ledger } = options;
+  if (ledger == null || typeof ledger.reserve !== 'function' || typeof ledger.authenticate !== 'function') {
+    throw new TollgateOptionError('ledger', ledger, 'a Ledger (see ledger/types.ts)');
+  }
+  const chatUsage = options.chatUsage ?? 'reserve';
+  if (chatUsage !== 'reserve' && chatUsage !== 'inject') {
+    throw new TollgateOptionError('chatUsage', chatUsage, '"reserve" or "inject"');
+  }
+  for (const hook of ['onOutcome', 'logger'] as const) {
+    if (options[hook] !== undefined && typeof options[hook] !== 'function') {
+      throw new TollgateOptionError(hook, options[hook], 'a function');
+    }
+  }
+  return {
+    ledger,
+    pricing: options.pricing ?? defaultPricing(),
+    openaiUpstream: upstreamUrl('openaiUpstream', options.openaiUpstream, 'https://api.openai.com'),
+    anthropicUpstream: upstreamUrl('anthropicUpstream', options.anthropicUpstream, 'https://api.anthropic.com'),
+    openaiApiKey: optionalString('openaiApiKey', options.openaiApiKey),
+    anthropicApiKey: optionalString('anthropicApiKey', options.anthropicApiKey),
+    maxBodyBytes: positiveInteger('maxBodyBytes', options.maxBodyBytes, 32 * 1024 * 1024),
+    defaultMaxOutputTokens: positiveInteger('defaultMaxOutputTokens', options.defaultMaxOutputTokens, 32_768),
+    bytesPerInputToken: atLeast('bytesPerInputToken', options.bytesPerInputToken, 1, 1),
+    safetyBuffer: atLeast('safetyBuffer', options.safetyBuffer, 1, 1),
+    reservationTtlSeconds: positiveInteger('reservationTtlSeconds', options.reservationTtlSeconds, 900),
+    chatUsage,
+    maxUsageEventBytes: positiveInteger('maxUsageEventBytes', options.maxUsageEventBytes, 64 * 1024 * 1024),
+    tracerProvider: options.tracerProvider ?? trace.getTracerProvider(),
+    registry: options.registry ?? new Registry(),
+    onOutcome: options.onOutcome,
+    logger: options.logger ?? ((message) => console.warn(message)),
+  };
+}

@@ -1,0 +1,86 @@
+/**
+ * The byte path: express-http-proxy in stream mode (no userResDecorator, userResHeaderDecorator or
+ * skipToNextHandlerFilter, which would buffer the whole response), with upstream connections
+ * kept alive and the headers made right in both directions.
+ */
+import http from 'node:http';
+import https from 'node:https';
+import type { IncomingMessage, OutgoingHttpHeaders, RequestOptions, ServerResponse } from 'node:http';
+import type { RequestHandler } from 'express';
+import proxy from 'express-http-proxy';
+import { DECODABLE_ENCODINGS } from './side-channel.js';
+
+/**
+ * Hop-by-hop headers (RFC 9110 §7.6.1) concern one connection and are never forwarded, nor are
+ * the headers a Connection header names.
+ */
+const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade'];
+
+function connectionListed(value: string | string[] | undefined): string[] {
+  const text = Array.isArray(value) ? value.join(',') : (value ?? '');
+  return text
+    .split(',')
+    .map((token) => token.trim().toLowerCase())
+    .filter((token) => token !== '');
+}
+
+/** The client's accept-encoding, narrowed to codings the usage extractor can read on the side. */
+function decodableAcceptEncoding(value: string | string[] | undefined): string {
+  const accepted = connectionListed(value)
+    .map((entry) => entry.split(';')[0]!.trim())
+    .filter((coding) => (DECODABLE_ENCODINGS as readonly string[]).includes(coding));
+  return accepted.length > 0 ? accepted.join(', ') : 'identity';
+}
+
+export interface UpstreamOptions {
+  base: URL;
+  /** Sets the upstream credential on the outgoing headers (the client's gateway key never goes upstream). */
+  authenticate: (headers: OutgoingHttpHeaders) => void;
+  /** The upstream could not be reached, or the exchange failed before a response arrived. */
+  onError: (error: unknown, res: ServerResponse) => void;
+}
+
+export interface Upstream {
+  handler: RequestHandler;
+  /** Closes the idle keep-alive connections. */
+  close(): void;
+}
+
+export function createUpstream({ base, authenticate, onError }: UpstreamOptions): Upstream {
+  const secure = base.protocol === 'https:';
+  // express-http-proxy sends `connection: close` upstream by default, paying a TCP (and TLS)
+  // handshake on every request; a keep-alive agent reuses connections.
+  const agent = secure ? new https.Agent({ keepAlive: true }) : new http.Agent({ keepAlive: true });
+  const basePath = base.pathname.replace(/\/$/, '');
+  const handler = proxy(base.origin, {
+    https: secure,
+    // req.body holds the raw bytes the middleware read; express-http-proxy forwards them as they are.
+    parseReqBody: true,
+    proxyReqPathResolver: (req) => basePath + req.url,
+    proxyReqOptDecorator: (options: RequestOptions, req: IncomingMessage) => {
+      const headers = options.headers as OutgoingHttpHeaders;
+      for (const name of [...HOP_BY_HOP, ...connectionListed(req.headers.connection)]) delete headers[name];
+      delete headers['authorization'];
+      delete headers['x-api-key'];
+      authenticate(headers);
+      headers['accept-encoding'] = decodableAcceptEncoding(req.headers['accept-encoding']);
+      headers.connection = 'keep-alive';
+      options.agent = agent;
+      return options;
+    },
+    proxyErrorHandler: (error: unknown, res: ServerResponse) => onError(error, res),
+  });
+  return { handler, close: () => agent.destroy() };
+}
+
+/**
+ * express-http-proxy copies the upstream headers with Express's res.set, which rewrites
+ * `text/event-stream` to `text/event-stream; charset=utf-8` and copies hop-by-hop headers of the
+ * upstream connection. Called when the upstream body is piped in, before any byte is written.
+ */
+export function restoreResponseHeaders(upstream: IncomingMessage, res: ServerResponse): void {
+  if (res.headersSent) return;
+  const contentType = upstream.headers['content-type'];
+  if (contentType !== undefined) res.setHeader('content-type', contentType);
+  for (const name of [...HOP_BY_HOP, ...connectionListed(upstream.headers.connection)]) res.removeHeader(name);
+}
