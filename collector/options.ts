@@ -27,6 +27,11 @@ export interface SettlementServerOptions {
   overrunPolicy?: OverrunPolicy;
   /** Largest request body in bytes, compressed and after decompression. Default 20 MiB (the OTLP spec's advice). */
   maxBodyBytes?: number;
+  /**
+   * Requests arriving while a settlement transaction runs are settled together in the next one,
+   * up to this many spans (one larger request still goes whole). Default 16,384.
+   */
+  maxBatchSpans?: number;
   /** Seconds the Retry-After of a 503 asks the sender to wait when the ledger fails. Default 5. */
   retryAfterSeconds?: number;
   /** Registry of the settlement metrics, served on GET /metrics. Default: a new Registry. */
@@ -56,6 +61,7 @@ export interface ResolvedServerOptions {
   tokens: string[];
   overrunPolicy: OverrunPolicy;
   maxBodyBytes: number;
+  maxBatchSpans: number;
   retryAfterSeconds: number;
   registry: Registry;
   onError: (error: unknown) => void;
@@ -108,6 +114,7 @@ export function parseServerOptions(options: SettlementServerOptions): ResolvedSe
     tokens,
     overrunPolicy: policy,
     maxBodyBytes: positiveInteger('maxBodyBytes', options.maxBodyBytes, 20 * 1024 * 1024),
+    maxBatchSpans: positiveInteger('maxBatchSpans', options.maxBatchSpans, 16_384),
     retryAfterSeconds: positiveInteger('retryAfterSeconds', options.retryAfterSeconds, 5),
     registry: options.registry ?? new Registry(),
     onError: errorHandler(options.onError),

@@ -24,7 +24,9 @@
  * the gateway's pricing file. A span whose cost does not depend on prices (usage missing) is
  * settled whatever its version.
  */
+import { LedgerError } from '../ledger/errors.js';
 import type { SettlementRequest } from '../ledger/types.js';
+import { settlementRequest as validateSettlementRequest } from '../ledger/validate.js';
 import { costOf, type PricingTable } from '../plugin/pricing.js';
 import {
   ATTR_GEN_AI_PROVIDER_NAME,
@@ -75,11 +77,6 @@ class InvalidSpan extends Error {}
 export function toSettlement(span: OtlpSpan, catalogue: PricingCatalogue): SpanVerdict {
   const attributes = span.attributes;
   if (!attributes.has(ATTR_TOLLGATE_RESERVATION_ID)) return { kind: 'ignore' };
-  const reject = (result: 'invalid' | 'unknown_pricing_version', reason: string): SpanVerdict => ({
-    kind: 'reject',
-    result,
-    message: `span ${span.spanId || '(no id)'}: ${reason}`,
-  });
   try {
     const reservationId = text(attributes, ATTR_TOLLGATE_RESERVATION_ID);
     const accountId = text(attributes, ATTR_TOLLGATE_ACCOUNT_ID);
@@ -93,27 +90,39 @@ export function toSettlement(span: OtlpSpan, catalogue: PricingCatalogue): SpanV
     if (!(span.endTimeMs > 0)) throw new InvalidSpan('has no end time');
     const base = { reservationId, accountId, outcome, pricingVersion, spanEndTime: new Date(span.endTimeMs) };
 
+    let request: SettlementRequest;
     if (source === 'missing') {
       const served = status !== undefined && status >= 200 && status < 300;
-      const cost = outcome === 'upstream_error' && !served ? 0 : null;
-      return { kind: 'settle', request: { ...base, cost, usage: null } };
+      request = { ...base, cost: outcome === 'upstream_error' && !served ? 0 : null, usage: null };
+    } else {
+      const usage = readUsage(attributes);
+      const table = catalogue.get(pricingVersion);
+      if (!table) {
+        return reject(span, 'unknown_pricing_version', `pricing version ${pricingVersion} is not one settlement was given`);
+      }
+      const model = text(attributes, ATTR_GEN_AI_REQUEST_MODEL);
+      const provider = attributes.get(ATTR_GEN_AI_PROVIDER_NAME);
+      const price = table.price(model, typeof provider === 'string' ? provider : undefined);
+      if (!price) throw new InvalidSpan(`model ${model} has no price in pricing version ${pricingVersion}`);
+      request = { ...base, cost: costOf(usage, price), usage: { ...usage } };
     }
-
-    const usage = readUsage(attributes);
-    const table = catalogue.get(pricingVersion);
-    if (!table) {
-      return reject('unknown_pricing_version', `pricing version ${pricingVersion} is not one settlement was given`);
-    }
-    const model = text(attributes, ATTR_GEN_AI_REQUEST_MODEL);
-    const provider = attributes.get(ATTR_GEN_AI_PROVIDER_NAME);
-    const price = table.price(model, typeof provider === 'string' ? provider : undefined);
-    if (!price) throw new InvalidSpan(`model ${model} has no price in pricing version ${pricingVersion}`);
-    return { kind: 'settle', request: { ...base, cost: costOf(usage, price), usage: { ...usage } } };
+    // The ledger refuses a whole batch over one request it finds malformed (an id longer than it
+    // stores, say), which would block every span behind it in the sender's queue: judge each span
+    // by the ledger's own rules here, so that a bad one is rejected alone.
+    validateSettlementRequest(request, 0);
+    return { kind: 'settle', request };
   } catch (error) {
-    // InvalidSpan from the readers; RangeError from costOf for a cost beyond the safe range.
-    if (error instanceof InvalidSpan || error instanceof RangeError) return reject('invalid', error.message);
+    // InvalidSpan from the readers; RangeError from costOf for a cost beyond the safe range;
+    // LedgerError from the ledger's validation.
+    if (error instanceof InvalidSpan || error instanceof RangeError || error instanceof LedgerError) {
+      return reject(span, 'invalid', error.message);
+    }
     throw error;
   }
+}
+
+function reject(span: OtlpSpan, result: 'invalid' | 'unknown_pricing_version', reason: string): SpanVerdict {
+  return { kind: 'reject', result, message: `span ${span.spanId || '(no id)'}: ${reason}` };
 }
 
 function readUsage(attributes: ReadonlyMap<string, AttributeValue>): Usage {

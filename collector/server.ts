@@ -18,6 +18,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http';
 import { promisify } from 'node:util';
 import { gunzip } from 'node:zlib';
+import { groupCommit } from './group-commit.js';
 import { settlementMetrics } from './metrics.js';
 import { parseServerOptions, type SettlementServerOptions } from './options.js';
 import { CONTENT_TYPES, decodeExportRequest, encodeExportResponse, encodeStatus, encodingOf, type OtlpEncoding } from './otlp.js';
@@ -32,7 +33,11 @@ const gunzipAsync = promisify(gunzip);
 export function createSettlementHandler(options: SettlementServerOptions): RequestListener {
   const resolved = parseServerOptions(options);
   const { registry, maxBodyBytes, retryAfterSeconds, onError } = resolved;
-  const context = { ...resolved, metrics: settlementMetrics(registry) };
+  const context = {
+    settle: groupCommit(resolved.ledger, resolved.overrunPolicy, resolved.maxBatchSpans),
+    catalogue: resolved.catalogue,
+    metrics: settlementMetrics(registry),
+  };
   const authorized = bearerCheck(resolved.tokens);
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {

@@ -1,16 +1,17 @@
 /**
  * Settles the billing spans of one OTLP request: each span becomes a settlement request
- * (records.ts), all of them are applied in ONE ledger transaction, and the outcomes are counted.
+ * (records.ts), all of them are applied in ONE ledger transaction (shared with the requests that
+ * arrived meanwhile: group-commit.ts), and the outcomes are counted.
  */
-import type { Ledger, OverrunPolicy, SettlementRequest } from '../ledger/types.js';
+import type { SettlementRequest } from '../ledger/types.js';
+import type { Settle } from './group-commit.js';
 import type { SettlementMetrics } from './metrics.js';
 import type { OtlpSpan } from './otlp.js';
 import { toSettlement, type PricingCatalogue } from './records.js';
 
 export interface SettleContext {
-  ledger: Ledger;
+  settle: Settle;
   catalogue: PricingCatalogue;
-  overrunPolicy: OverrunPolicy;
   metrics: SettlementMetrics;
 }
 
@@ -24,52 +25,44 @@ export type BatchResult =
 const MAX_MESSAGES = 10;
 
 export async function settleSpans(spans: readonly OtlpSpan[], context: SettleContext): Promise<BatchResult> {
-  const { ledger, catalogue, overrunPolicy, metrics } = context;
-  const requests = new Map<string, SettlementRequest>();
-  let duplicates = 0;
-  const rejections: Array<{ result: 'invalid' | 'unknown_pricing_version' | 'unknown_reservation' | 'account_mismatch'; message: string }> = [];
-
+  const { settle, catalogue, metrics } = context;
+  const requests: SettlementRequest[] = [];
+  const messages: string[] = [];
+  const spanRejections: Array<'invalid' | 'unknown_pricing_version'> = [];
   for (const span of spans) {
     const verdict = toSettlement(span, catalogue);
-    if (verdict.kind === 'reject') {
-      rejections.push(verdict);
-    } else if (verdict.kind === 'settle') {
-      // The same span twice in one delivery (a sender that retried into its own batch): the
-      // first settles, the second is the duplicate it would be in a later delivery.
-      if (requests.has(verdict.request.reservationId)) duplicates++;
-      else requests.set(verdict.request.reservationId, verdict.request);
+    if (verdict.kind === 'settle') requests.push(verdict.request);
+    else if (verdict.kind === 'reject') {
+      spanRejections.push(verdict.result);
+      messages.push(verdict.message);
     }
   }
 
-  if (requests.size > 0) {
+  if (requests.length > 0) {
     let outcomes;
     try {
-      outcomes = await ledger.settle([...requests.values()], overrunPolicy);
+      // The same reservation twice in one batch (a sender that retried into its own queue) is
+      // the ledger's to judge: the first settles, the next are duplicates.
+      outcomes = await settle(requests);
     } catch (error) {
-      metrics.count('error', requests.size);
+      metrics.count('error', requests.length);
       return { ok: false, error };
     }
     const committedAt = Date.now();
-    for (const outcome of outcomes) {
+    outcomes.forEach((outcome, i) => {
+      const request = requests[i]!;
       metrics.recordOutcome(outcome);
-      const request = requests.get(outcome.reservationId)!;
       if (outcome.result === 'settled' || outcome.result === 'corrected') {
         metrics.observeLag(Math.max(0, committedAt - request.spanEndTime.getTime()) / 1000);
       } else if (outcome.result === 'unknown_reservation') {
-        rejections.push({ result: outcome.result, message: `reservation ${outcome.reservationId} is unknown` });
+        messages.push(`reservation ${request.reservationId} is unknown`);
       } else if (outcome.result === 'account_mismatch') {
-        rejections.push({
-          result: outcome.result,
-          message: `reservation ${outcome.reservationId} does not belong to account ${request.accountId}`,
-        });
+        messages.push(`reservation ${request.reservationId} does not belong to account ${request.accountId}`);
       }
-    }
+    });
   }
 
-  if (duplicates > 0) metrics.count('duplicate', duplicates);
-  for (const { result } of rejections) {
-    // The ledger's own results were counted with its outcomes.
-    if (result === 'invalid' || result === 'unknown_pricing_version') metrics.count(result);
-  }
-  return { ok: true, rejected: rejections.length, messages: rejections.slice(0, MAX_MESSAGES).map((r) => r.message) };
+  // Counted once the batch is committed, so that a retried delivery does not count them twice.
+  for (const result of spanRejections) metrics.count(result);
+  return { ok: true, rejected: messages.length, messages: messages.slice(0, MAX_MESSAGES) };
 }

@@ -105,6 +105,7 @@ describe('collector/records', () => {
     ['reported usage without output tokens', { [ATTR_GEN_AI_USAGE_OUTPUT_TOKENS]: undefined }, /usage is reported but gen_ai\.usage\.output_tokens is missing/],
     ['a status code as text', { [ATTR_HTTP_RESPONSE_STATUS_CODE]: '200' }, /http\.response\.status_code must be a non-negative integer/],
     ['a model without a price', { [ATTR_GEN_AI_REQUEST_MODEL]: 'gpt-9' }, /model gpt-9 has no price in pricing version/],
+    ['an id longer than the ledger stores', { [ATTR_TOLLGATE_RESERVATION_ID]: 'r'.repeat(257) }, /reservationId must be a non-empty string of at most 256 characters/],
     ['reported usage without a model', { [ATTR_GEN_AI_REQUEST_MODEL]: undefined }, /gen_ai\.request\.model is missing/],
   ];
   for (const [name, attributes, message] of invalid) {
