@@ -82,5 +82,9 @@ export function restoreResponseHeaders(upstream: IncomingMessage, res: ServerRes
   if (res.headersSent) return;
   const contentType = upstream.headers['content-type'];
   if (contentType !== undefined) res.setHeader('content-type', contentType);
-  for (const name of [...HOP_BY_HOP, ...connectionListed(upstream.headers.connection)]) res.removeHeader(name);
+  for (const name of [...HOP_BY_HOP, ...connectionListed(upstream.headers.connection)]) {
+    // Only what was copied: removing transfer-encoding from a ServerResponse makes Node drop
+    // chunked framing and close the connection to end the body.
+    if (res.hasHeader(name)) res.removeHeader(name);
+  }
 }

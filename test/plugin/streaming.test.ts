@@ -89,6 +89,9 @@ for (const major of EXPRESS_MAJORS) {
       });
       expect(raw.status).to.equal(200);
       expect(raw.headers['content-type']).to.equal('text/event-stream');
+      // Framed as chunks on a connection that stays open, whatever hop-by-hop headers the upstream sent.
+      expect(raw.headers['transfer-encoding']).to.equal('chunked');
+      expect(raw.headers).not.to.have.property('keep-alive');
       expect(sha256(raw.body)).to.equal(sha256(body));
 
       const [first] = await gateway.waitForOutcomes(2);

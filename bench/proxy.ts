@@ -1,0 +1,223 @@
+/**
+ * Streaming SSE through tollgate vs bare express-http-proxy (keep-alive restored) on the same
+ * upstream: requests/s, p99 latency and CPU per request of the proxy under test, in interleaved
+ * rounds (A B A B …), with the median ratio.
+ *
+ * Placement (../shared/BENCHMARKING.md): the proxy under test runs alone on core 1 (taskset); the
+ * upstream, the load generator (autocannon) and the span sink share core 0.
+ *
+ *   npx tsx bench/proxy.ts [--rounds 5] [--seconds 6] [--connections 50] [--ledger URL]
+ *
+ * The same file is the child processes: `bench/proxy.ts upstream|bare|tollgate PORT …`.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import autocannon from 'autocannon';
+import express from 'express';
+import proxy from 'express-http-proxy';
+
+const EVENTS = 60;
+const EVENT_BYTES = 340; // 60 × ~340 B ≈ 20 KB, one event per write
+
+/** An OpenAI Responses stream of about 20 KB: 58 deltas between created and completed. */
+function responsesBody(): Buffer[] {
+  const text = 'x'.repeat(EVENT_BYTES - 120);
+  const frames: Buffer[] = [];
+  const frame = (type: string, body: object) =>
+    frames.push(Buffer.from(`event: ${type}\ndata: ${JSON.stringify({ type, sequence_number: frames.length, ...body })}\n\n`));
+  frame('response.created', { response: { id: 'resp_bench', model: 'gpt-4.1', status: 'in_progress', usage: null } });
+  for (let i = 0; i < EVENTS - 2; i++) frame('response.output_text.delta', { item_id: 'msg_1', output_index: 0, content_index: 0, delta: text });
+  frame('response.completed', {
+    response: {
+      id: 'resp_bench',
+      model: 'gpt-4.1',
+      status: 'completed',
+      usage: { input_tokens: 20, input_tokens_details: { cached_tokens: 0 }, output_tokens: 900, output_tokens_details: { reasoning_tokens: 0 }, total_tokens: 920 },
+    },
+  });
+  return frames;
+}
+
+function listen(server: http.Server, port = 0): Promise<number> {
+  return new Promise((resolve) => server.listen(port, '127.0.0.1', () => resolve((server.address() as AddressInfo).port)));
+}
+
+async function runUpstream(): Promise<void> {
+  const frames = responsesBody();
+  const server = http.createServer((req, res) => {
+    req.resume();
+    req.on('end', () => {
+      res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+      for (const frame of frames) res.write(frame);
+      res.end();
+    });
+  });
+  server.keepAliveTimeout = 60_000;
+  console.log(await listen(server));
+}
+
+async function runBare(upstreamPort: number): Promise<void> {
+  const agent = new http.Agent({ keepAlive: true });
+  const app = express();
+  app.use(
+    proxy(`http://127.0.0.1:${upstreamPort}`, {
+      proxyReqOptDecorator: (options) => {
+        options.headers = { ...options.headers, connection: 'keep-alive' };
+        options.agent = agent;
+        return options;
+      },
+    }),
+  );
+  console.log(await listen(http.createServer(app)));
+}
+
+async function runTollgate(upstreamPort: number, sinkUrl: string, ledger: string): Promise<void> {
+  const { startGatewayServer } = await import('../cli/serve.js');
+  const gateway = await startGatewayServer({
+    port: 0,
+    host: '127.0.0.1',
+    openaiUpstream: `http://127.0.0.1:${upstreamPort}`,
+    anthropicUpstream: undefined,
+    openaiApiKey: 'sk-bench',
+    anthropicApiKey: undefined,
+    pricingFile: undefined,
+    accounts: [{ id: 'bench', key: 'tg-bench-key', amount: 1_000_000_000_000_000 }],
+    ledger,
+    otlpEndpoint: sinkUrl,
+    otlpToken: undefined,
+    overrunPolicy: 'cap',
+    chatUsage: 'reserve',
+    maxBodyBytes: undefined,
+    reservationTtlSeconds: undefined,
+  });
+  console.log(new URL(gateway.url).port);
+}
+
+/** Accepts OTLP exports and answers an empty ExportTraceServiceResponse (an empty protobuf). */
+async function startSpanSink(): Promise<{ url: string; spans: () => number; close: () => void }> {
+  let bytes = 0;
+  const server = http.createServer((req, res) => {
+    req.on('data', (chunk: Buffer) => (bytes += chunk.length));
+    req.on('end', () => {
+      res.writeHead(200, { 'content-type': 'application/x-protobuf' });
+      res.end();
+    });
+  });
+  const port = await listen(server);
+  return { url: `http://127.0.0.1:${port}/v1/traces`, spans: () => bytes, close: () => server.close() };
+}
+
+const hasTaskset = spawnSync('taskset', ['--version']).status === 0;
+
+/** Starts this file in another role, on the given core, and waits for the port it prints. */
+function child(role: string, core: number, args: string[]): Promise<{ process: ChildProcess; port: number }> {
+  const command = [process.execPath, '--import', 'tsx', new URL(import.meta.url).pathname, role, ...args];
+  const proc = hasTaskset ? spawn('taskset', ['-c', String(core), ...command]) : spawn(command[0]!, command.slice(1));
+  proc.stderr!.pipe(process.stderr);
+  return new Promise((resolve, reject) => {
+    proc.once('exit', (code) => reject(new Error(`${role} exited with ${code}`)));
+    proc.stdout!.once('data', (data: Buffer) => resolve({ process: proc, port: Number(String(data).trim().split('\n').pop()) }));
+  });
+}
+
+/** User + system CPU seconds of a process so far (/proc/PID/stat, in clock ticks of 1/100 s). */
+function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+interface Round {
+  rps: number;
+  p50: number;
+  p99: number;
+  cpuMicrosPerRequest: number;
+  errors: number;
+}
+
+async function load(port: number, pid: number, seconds: number, connections: number, path: string, headers: Record<string, string>): Promise<Round> {
+  const cpuBefore = cpuSeconds(pid);
+  const result = await autocannon({
+    url: `http://127.0.0.1:${port}${path}`,
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: JSON.stringify({ model: 'gpt-4.1', input: 'Benchmark me.', stream: true, max_output_tokens: 1000 }),
+    connections,
+    duration: seconds,
+  });
+  const cpu = cpuSeconds(pid) - cpuBefore;
+  const requests = result.requests.total;
+  return {
+    rps: result.requests.average,
+    p50: result.latency.p50,
+    p99: result.latency.p99,
+    cpuMicrosPerRequest: (cpu / Math.max(requests, 1)) * 1e6,
+    errors: result.errors + result.non2xx,
+  };
+}
+
+const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
+const range = (values: number[]) => `${Math.min(...values).toFixed(2)}–${Math.max(...values).toFixed(2)}`;
+
+async function orchestrate(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      rounds: { type: 'string', default: '5' },
+      seconds: { type: 'string', default: '6' },
+      connections: { type: 'string', default: '50' },
+      ledger: { type: 'string', default: 'memory://' },
+    },
+  });
+  const rounds = Number(values.rounds);
+  const seconds = Number(values.seconds);
+  const connections = Number(values.connections);
+  const sink = await startSpanSink();
+  const upstream = await child('upstream', 0, []);
+  const bare = await child('bare', 1, [String(upstream.port)]);
+  const gateway = await child('tollgate', 1, [String(upstream.port), sink.url, values.ledger!]);
+  const children = [upstream, bare, gateway];
+  try {
+    console.log(
+      `streaming SSE (${EVENTS} events, ~${((EVENTS * EVENT_BYTES) / 1024).toFixed(0)} KiB) — ${connections} connections, ` +
+        `${seconds}s × ${rounds} rounds each, proxies ${hasTaskset ? 'pinned to core 1, rest on core 0' : 'unpinned (no taskset)'}, ledger ${values.ledger}`,
+    );
+    // Warm both (JIT, connection pools) before measuring.
+    await load(bare.port, bare.process.pid!, 2, connections, '/v1/responses', {});
+    await load(gateway.port, gateway.process.pid!, 2, connections, '/v1/responses', { authorization: 'Bearer tg-bench-key' });
+    const rows: Array<{ bare: Round; tollgate: Round }> = [];
+    for (let i = 0; i < rounds; i++) {
+      const a = await load(bare.port, bare.process.pid!, seconds, connections, '/v1/responses', {});
+      const b = await load(gateway.port, gateway.process.pid!, seconds, connections, '/v1/responses', { authorization: 'Bearer tg-bench-key' });
+      rows.push({ bare: a, tollgate: b });
+      console.log(
+        `  round ${i + 1}: bare ${a.rps.toFixed(0)} req/s p99 ${a.p99} ms ${a.cpuMicrosPerRequest.toFixed(0)} µs CPU/req | ` +
+          `tollgate ${b.rps.toFixed(0)} req/s p99 ${b.p99} ms ${b.cpuMicrosPerRequest.toFixed(0)} µs CPU/req` +
+          (a.errors + b.errors ? ` (errors: bare ${a.errors}, tollgate ${b.errors})` : ''),
+      );
+    }
+    const rpsRatios = rows.map((row) => row.tollgate.rps / row.bare.rps);
+    const p99Ratios = rows.map((row) => row.tollgate.p99 / row.bare.p99);
+    const cpuRatios = rows.map((row) => row.tollgate.cpuMicrosPerRequest / row.bare.cpuMicrosPerRequest);
+    console.log(`  req/s ratio tollgate/bare: median ${median(rpsRatios).toFixed(2)} (${range(rpsRatios)}) — target >= 0.90`);
+    console.log(`  p99 ratio tollgate/bare:   median ${median(p99Ratios).toFixed(2)} (${range(p99Ratios)}) — target <= 1.2`);
+    console.log(
+      `  CPU per request: bare ${median(rows.map((r) => r.bare.cpuMicrosPerRequest)).toFixed(0)} µs, tollgate ` +
+        `${median(rows.map((r) => r.tollgate.cpuMicrosPerRequest)).toFixed(0)} µs, ratio median ${median(cpuRatios).toFixed(2)} (${range(cpuRatios)})`,
+    );
+    console.log(`  span export bytes received by the sink: ${sink.spans()}`);
+  } finally {
+    for (const { process: proc } of children) proc.kill('SIGKILL');
+    sink.close();
+  }
+}
+
+const [role, ...rest] = process.argv.slice(2);
+// Exit cleanly on SIGINT, so that a child started with --cpu-prof writes its profile.
+process.on('SIGINT', () => process.exit(0));
+if (role === 'upstream') await runUpstream();
+else if (role === 'bare') await runBare(Number(rest[0]));
+else if (role === 'tollgate') await runTollgate(Number(rest[0]), rest[1]!, rest[2]!);
+else await orchestrate(process.argv.slice(2));

@@ -1,0 +1,148 @@
+#!/usr/bin/env node
+/**
+ * The `tollgate` command: serve (gateway), settle (settlement processor alone), and the ledger's
+ * admin commands (accounts, keys, statement).
+ */
+import { parseArgs } from 'node:util';
+import { createSettlementServer, startSweeper } from '../collector/index.js';
+import { openLedger } from '../ledger/index.js';
+import { defaultPricing } from '../plugin/default-pricing.js';
+import { loadPricing } from '../plugin/pricing.js';
+import { runAdminCommand } from './admin.js';
+import { DEFAULT_LEDGER_DIR, parseServeArgs, startGatewayServer, UsageError } from './serve.js';
+
+const HELP = `Usage: tollgate <command> [options]
+
+Commands:
+  serve     Run the gateway (and, unless --otlp-endpoint is given, settlement in the same process)
+            --port 8080 --host 127.0.0.1 --openai-upstream URL --anthropic-upstream URL
+            --pricing FILE --account ID:KEY:CREDITS (repeatable) --ledger URL|DIR
+            --otlp-endpoint URL --overrun-policy cap|charge --chat-usage reserve|inject
+            --max-body-bytes N --reservation-ttl SECONDS
+            env: OPENAI_API_KEY, ANTHROPIC_API_KEY, DATABASE_URL, TOLLGATE_OTLP_TOKEN
+  settle    Run the settlement processor alone (POST /v1/traces, GET /metrics)
+            --port 4318 --host 127.0.0.1 --ledger URL|DIR --pricing FILE (repeatable)
+            --overrun-policy cap|charge
+            env: TOLLGATE_SETTLEMENT_TOKENS (comma-separated; required), DATABASE_URL
+  accounts  create ID --credits N | topup ID --credits N | show ID [--json]
+  keys      create ID | revoke KEY
+  statement ID [--format csv|json]
+            The admin commands take --ledger URL|DIR too (default: DATABASE_URL, else ${DEFAULT_LEDGER_DIR}).
+            The embedded ledger is one process's at a time: stop the server before using them.
+`;
+
+function onSignals(stop: () => Promise<void>): void {
+  let stopping = false;
+  const handler = () => {
+    if (stopping) return;
+    stopping = true;
+    stop().then(
+      () => process.exit(0),
+      (error) => {
+        console.error(error);
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGINT', handler);
+  process.on('SIGTERM', handler);
+}
+
+async function serve(argv: string[]): Promise<void> {
+  const config = parseServeArgs(argv, process.env);
+  const gateway = await startGatewayServer(config);
+  const base = gateway.url;
+  console.log(`Tollgate gateway listening on ${base}
+  ledger:     ${config.ledger.startsWith('postgres') ? 'PostgreSQL' : `embedded (${config.ledger})`}
+  settlement: ${gateway.settlementUrl ? `in-process (${gateway.settlementUrl}/v1/traces)` : config.otlpEndpoint}
+  upstreams:  ${config.openaiUpstream ?? 'https://api.openai.com'} (OpenAI), ${config.anthropicUpstream ?? 'https://api.anthropic.com'} (Anthropic)
+  metrics:    ${base}/metrics
+
+Next:
+  1. Give a client an account and a key, e.g. restart with
+       npm start -- --account alice:tg-alice-key:10
+     (or stop the server and run: npx tollgate accounts create alice --credits 10 && npx tollgate keys create alice)
+  2. Point an SDK at the gateway with that key:
+       OPENAI_BASE_URL=${base}/v1 OPENAI_API_KEY=tg-alice-key node your-app.js
+       ANTHROPIC_BASE_URL=${base} ANTHROPIC_API_KEY=tg-alice-key claude
+  3. See what it cost: npx tollgate statement alice (with the server stopped, on the embedded ledger)
+`);
+  onSignals(() => gateway.close());
+}
+
+async function settle(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      port: { type: 'string', default: '4318' },
+      host: { type: 'string', default: '127.0.0.1' },
+      ledger: { type: 'string' },
+      pricing: { type: 'string', multiple: true, default: [] },
+      'overrun-policy': { type: 'string', default: 'cap' },
+    },
+    strict: true,
+  });
+  const tokens = (process.env.TOLLGATE_SETTLEMENT_TOKENS ?? '').split(',').filter((token) => token !== '');
+  if (tokens.length === 0) throw new UsageError('TOLLGATE_SETTLEMENT_TOKENS must name at least one bearer token');
+  const policy = values['overrun-policy'];
+  if (policy !== 'cap' && policy !== 'charge') throw new UsageError(`--overrun-policy must be cap or charge, got ${JSON.stringify(policy)}`);
+  const ledger = await openLedger(values.ledger ?? (process.env.DATABASE_URL || DEFAULT_LEDGER_DIR));
+  const pricing = values.pricing!.length > 0 ? await Promise.all(values.pricing!.map(loadPricing)) : [defaultPricing()];
+  const server = createSettlementServer({ ledger, pricing, tokens, overrunPolicy: policy });
+  const sweeper = startSweeper({ ledger });
+  await new Promise<void>((resolve) => server.listen(Number(values.port), values.host, resolve));
+  console.log(`Tollgate settlement listening on http://${values.host}:${values.port}/v1/traces`);
+  onSignals(async () => {
+    sweeper.stop();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    await ledger.close();
+  });
+}
+
+async function admin(argv: string[]): Promise<number> {
+  const at = argv.indexOf('--ledger');
+  const url = at >= 0 ? argv[at + 1] : process.env.DATABASE_URL || DEFAULT_LEDGER_DIR;
+  if (url === undefined) throw new UsageError('--ledger needs a value');
+  const rest = at >= 0 ? [...argv.slice(0, at), ...argv.slice(at + 2)] : argv;
+  const ledger = await openLedger(url);
+  try {
+    return await runAdminCommand(rest, ledger, (line) => console.log(line));
+  } finally {
+    await ledger.close();
+  }
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'serve':
+      await serve(rest);
+      return 0;
+    case 'settle':
+      await settle(rest);
+      return 0;
+    case 'accounts':
+    case 'keys':
+    case 'statement':
+      return admin(argv);
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      console.log(HELP);
+      return 0;
+    default:
+      console.error(`tollgate: unknown command ${JSON.stringify(command)}\n\n${HELP}`);
+      return 2;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    if (code !== 0) process.exitCode = code;
+  },
+  (error) => {
+    console.error(error instanceof UsageError ? `tollgate: ${error.message}` : error);
+    process.exitCode = error instanceof UsageError ? 2 : 1;
+  },
+);

@@ -1,0 +1,222 @@
+/**
+ * `tollgate serve`: the gateway with the middleware mounted, /metrics and /healthz, and — in the
+ * embedded default — the settlement processor in the same process, fed over OTLP/HTTP on
+ * loopback exactly as a Collector would feed it in production.
+ */
+import { randomBytes } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
+import http, { type Server } from 'node:http';
+import { parseArgs } from 'node:util';
+import express, { type NextFunction, type Request, type Response } from 'express';
+import { Registry } from 'prom-client';
+import { createSettlementServer, startSweeper, type Sweeper } from '../collector/index.js';
+import { openLedger } from '../ledger/index.js';
+import { creditsToMicros } from '../ledger/money.js';
+import type { Ledger, OverrunPolicy } from '../ledger/types.js';
+import { defaultPricing } from '../plugin/default-pricing.js';
+import { loadPricing } from '../plugin/pricing.js';
+import { tollgate } from '../plugin/index.js';
+import { billingTracing } from './tracing.js';
+
+export interface SeedAccount {
+  id: string;
+  key: string;
+  /** Micro-credits for a new account; an existing one keeps its balance. */
+  amount: number;
+}
+
+export interface ServeConfig {
+  port: number;
+  host: string;
+  openaiUpstream: string | undefined;
+  anthropicUpstream: string | undefined;
+  openaiApiKey: string | undefined;
+  anthropicApiKey: string | undefined;
+  pricingFile: string | undefined;
+  accounts: SeedAccount[];
+  /** postgres://… or a PGlite data directory. */
+  ledger: string;
+  /** Send billing spans here (a Collector) instead of settling in this process. */
+  otlpEndpoint: string | undefined;
+  otlpToken: string | undefined;
+  overrunPolicy: OverrunPolicy;
+  chatUsage: 'reserve' | 'inject';
+  maxBodyBytes: number | undefined;
+  reservationTtlSeconds: number | undefined;
+}
+
+export const DEFAULT_LEDGER_DIR = './.tollgate/ledger';
+
+export class UsageError extends Error {
+  override name = 'UsageError';
+}
+
+function integer(flag: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  if (!/^\d+$/.test(value)) throw new UsageError(`--${flag} must be a positive integer, got ${JSON.stringify(value)}`);
+  return Number(value);
+}
+
+function oneOf<T extends string>(flag: string, value: string | undefined, allowed: readonly T[], fallback: T): T {
+  if (value === undefined) return fallback;
+  if (!(allowed as readonly string[]).includes(value)) {
+    throw new UsageError(`--${flag} must be one of ${allowed.join(', ')}, got ${JSON.stringify(value)}`);
+  }
+  return value as T;
+}
+
+function seedAccount(spec: string): SeedAccount {
+  const match = /^([^:]+):([^:]+):([^:]+)$/.exec(spec);
+  if (!match) throw new UsageError(`--account must be ID:KEY:CREDITS, got ${JSON.stringify(spec)}`);
+  return { id: match[1]!, key: match[2]!, amount: creditsToMicros(match[3]!) };
+}
+
+export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv): ServeConfig {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      port: { type: 'string', default: '8080' },
+      host: { type: 'string', default: '127.0.0.1' },
+      'openai-upstream': { type: 'string' },
+      'anthropic-upstream': { type: 'string' },
+      pricing: { type: 'string' },
+      account: { type: 'string', multiple: true, default: [] },
+      ledger: { type: 'string' },
+      'otlp-endpoint': { type: 'string' },
+      'overrun-policy': { type: 'string' },
+      'chat-usage': { type: 'string' },
+      'max-body-bytes': { type: 'string' },
+      'reservation-ttl': { type: 'string' },
+    },
+    strict: true,
+  });
+  return {
+    port: integer('port', values.port)!,
+    host: values.host!,
+    openaiUpstream: values['openai-upstream'],
+    anthropicUpstream: values['anthropic-upstream'],
+    openaiApiKey: env.OPENAI_API_KEY || undefined,
+    anthropicApiKey: env.ANTHROPIC_API_KEY || undefined,
+    pricingFile: values.pricing,
+    accounts: values.account!.map(seedAccount),
+    ledger: values.ledger ?? (env.DATABASE_URL || DEFAULT_LEDGER_DIR),
+    otlpEndpoint: values['otlp-endpoint'],
+    otlpToken: env.TOLLGATE_OTLP_TOKEN || undefined,
+    overrunPolicy: oneOf('overrun-policy', values['overrun-policy'], ['cap', 'charge'], 'cap'),
+    chatUsage: oneOf('chat-usage', values['chat-usage'], ['reserve', 'inject'], 'reserve'),
+    maxBodyBytes: integer('max-body-bytes', values['max-body-bytes']),
+    reservationTtlSeconds: integer('reservation-ttl', values['reservation-ttl']),
+  };
+}
+
+export interface RunningGateway {
+  url: string;
+  /** The in-process settlement endpoint, when spans are settled here. */
+  settlementUrl: string | undefined;
+  ledger: Ledger;
+  close(): Promise<void>;
+}
+
+async function seed(ledger: Ledger, accounts: SeedAccount[]): Promise<void> {
+  for (const { id, key, amount } of accounts) {
+    if ((await ledger.account(id)) === null) await ledger.createAccount(id, amount);
+    if ((await ledger.authenticate(key)) !== id) await ledger.addKey(id, key);
+  }
+}
+
+function listen(server: Server, port: number, host: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      const address = server.address() as AddressInfo;
+      resolve(`http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`);
+    });
+  });
+}
+
+const close = (server: Server) =>
+  new Promise<void>((resolve) => {
+    server.closeAllConnections();
+    server.close(() => resolve());
+  });
+
+export async function startGatewayServer(config: ServeConfig): Promise<RunningGateway> {
+  const ledger = await openLedger(config.ledger);
+  await seed(ledger, config.accounts);
+  const pricing = config.pricingFile ? await loadPricing(config.pricingFile) : defaultPricing();
+  const registries = [new Registry()];
+
+  let settlement: { server: Server; sweeper: Sweeper; url: string } | undefined;
+  let otlpEndpoint = config.otlpEndpoint;
+  let otlpToken = config.otlpToken;
+  if (otlpEndpoint === undefined) {
+    // Loopback only, and still authenticated: any local process could otherwise post spans.
+    otlpToken = randomBytes(32).toString('base64url');
+    const settlementRegistry = new Registry();
+    registries.push(settlementRegistry);
+    const server = createSettlementServer({
+      ledger,
+      pricing: [pricing],
+      tokens: [otlpToken],
+      overrunPolicy: config.overrunPolicy,
+      registry: settlementRegistry,
+    });
+    const url = await listen(server, 0, '127.0.0.1');
+    const sweeper = startSweeper({ ledger, registry: settlementRegistry });
+    settlement = { server, sweeper, url };
+    otlpEndpoint = `${url}/v1/traces`;
+  }
+  const tracing = billingTracing(otlpEndpoint, otlpToken);
+
+  const middleware = tollgate({
+    ledger,
+    pricing,
+    openaiUpstream: config.openaiUpstream,
+    anthropicUpstream: config.anthropicUpstream,
+    openaiApiKey: config.openaiApiKey,
+    anthropicApiKey: config.anthropicApiKey,
+    chatUsage: config.chatUsage,
+    maxBodyBytes: config.maxBodyBytes,
+    reservationTtlSeconds: config.reservationTtlSeconds,
+    tracerProvider: tracing.provider,
+    registry: registries[0],
+  });
+  const metrics = Registry.merge(registries);
+
+  const app = express();
+  app.disable('x-powered-by');
+  app.get('/healthz', (_req, res) => {
+    res.json({ status: 'ok' });
+  });
+  app.get('/metrics', async (_req, res) => {
+    res.type(metrics.contentType).send(await metrics.metrics());
+  });
+  app.use(middleware);
+  app.use((_req, res) => {
+    res.status(404).json({ error: { message: 'not found', type: 'invalid_request_error' } });
+  });
+  // Express's default handler would print a stack trace: nothing internal leaks to clients.
+  app.use((error: unknown, _req: Request, res: Response, _next: NextFunction) => {
+    console.error('tollgate: unexpected error', error);
+    if (res.headersSent) res.destroy();
+    else res.status(500).json({ error: { message: 'internal error', type: 'server_error' } });
+  });
+  const server = http.createServer(app);
+  const url = await listen(server, config.port, config.host);
+
+  return {
+    url,
+    settlementUrl: settlement?.url,
+    ledger,
+    close: async () => {
+      await close(server);
+      middleware.close();
+      await tracing.shutdown();
+      if (settlement) {
+        settlement.sweeper.stop();
+        await close(settlement.server);
+      }
+      await ledger.close();
+    },
+  };
+}
