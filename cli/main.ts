@@ -3,6 +3,7 @@
  * The `tollgate` command: serve (gateway), settle (settlement processor alone), and the ledger's
  * admin commands (accounts, keys, statement).
  */
+import type { AddressInfo } from 'node:net';
 import { parseArgs } from 'node:util';
 import { createSettlementServer, startSweeper } from '../collector/index.js';
 import { openLedger } from '../ledger/index.js';
@@ -91,7 +92,8 @@ async function settle(argv: string[]): Promise<void> {
   const server = createSettlementServer({ ledger, pricing, tokens, overrunPolicy: policy });
   const sweeper = startSweeper({ ledger });
   await new Promise<void>((resolve) => server.listen(Number(values.port), values.host, resolve));
-  console.log(`Tollgate settlement listening on http://${values.host}:${values.port}/v1/traces`);
+  const { port } = server.address() as AddressInfo;
+  console.log(`Tollgate settlement listening on http://${values.host}:${port}/v1/traces`);
   onSignals(async () => {
     sweeper.stop();
     await new Promise<void>((resolve) => server.close(() => resolve()));

@@ -1,0 +1,337 @@
+/**
+ * The whole loop without a Collector: official SDKs → gateway → billing spans over OTLP/HTTP →
+ * settlement → ledger, with a traffic mix whose every charge is worked out by hand. In one process
+ * (the embedded default) and across processes on PostgreSQL; and a settlement process killed
+ * between receiving a batch and committing it.
+ */
+import { expect } from 'chai';
+import { spawn, type ChildProcess } from 'node:child_process';
+import OpenAI from 'openai';
+import Anthropic from '@anthropic-ai/sdk';
+import pg from 'pg';
+import { startGatewayServer, type RunningGateway } from '../../cli/serve.js';
+import { openLedger } from '../../ledger/index.js';
+import type { Ledger, StatementLine } from '../../ledger/types.js';
+import { exportSpans, billingAttributes } from '../collector/helpers.js';
+import { createSchema, DATABASE_URL } from '../ledger/databases.js';
+import { TEST_PRICING, writeTestPricingFile } from '../support/pricing.js';
+import { anthropicStream, chatStream, JSON_HEADERS, responsesStream, SSE_HEADERS } from '../support/provider-streams.js';
+import { startUpstream, type ReceivedRequest, type Reply, type Upstream } from '../support/upstream.js';
+import { splitRandomly } from '../support/chunking.js';
+
+const TEXT = 'Every micro-credit accounted for. ' + 'Streaming text. '.repeat(40);
+const INITIAL = 10_000_000; // 10 credits per account
+
+/**
+ * What the fake upstream answers, chosen by the account's upstream key marker in the request:
+ * the test puts the scenario name into the request's `metadata.scenario`.
+ */
+function scenarioReply(request: ReceivedRequest): Reply {
+  const scenario = (JSON.parse(request.body.toString()) as { metadata?: { scenario?: string } }).metadata?.scenario;
+  const stream = (body: Buffer, extra: Partial<Reply> = {}): Reply => ({ headers: SSE_HEADERS, chunks: splitRandomly(body, 3, 20), ...extra });
+  switch (scenario) {
+    case 'completed':
+      return stream(responsesStream(TEXT, { input: 1200, cached: 300, output: 450, reasoning: 100 }));
+    case 'incomplete':
+      return stream(responsesStream(TEXT, { input: 100, output: 1000 }, 'incomplete'));
+    case 'failed':
+      return stream(responsesStream('', { input: 100, output: 0 }, 'failed'));
+    case 'overrun':
+      return stream(responsesStream(TEXT, { input: 100, output: 5000 }));
+    case 'cancelled':
+      // Slow enough for the client to leave before the terminal event.
+      return stream(responsesStream(TEXT, { input: 100, output: 200 }), { delayMs: 50 });
+    case 'upstream_error':
+      return { status: 500, headers: JSON_HEADERS, chunks: [Buffer.from('{"error":{"message":"boom","type":"server_error"}}')] };
+    default:
+      // Chat without include_usage, and Anthropic, decided by path.
+      return request.url.startsWith('/v1/messages')
+        ? stream(anthropicStream(TEXT, { input: 1600, cached: 300, cacheCreation: 100, output: 250 }))
+        : stream(chatStream(TEXT, undefined));
+  }
+}
+
+interface Expectation {
+  account: string;
+  /** The charge of each request, from its reservation line: a number, or 'reserved'. */
+  charges: Array<number | 'reserved'>;
+}
+
+/** Drives the mix through the gateway with the official SDKs; one account per kind of request. */
+async function driveTraffic(gatewayUrl: string, keys: Record<string, string>): Promise<Expectation[]> {
+  const openai = (account: string) => new OpenAI({ baseURL: `${gatewayUrl}/v1`, apiKey: keys[account], maxRetries: 0 });
+  const drain = async (stream: AsyncIterable<unknown>) => {
+    for await (const _ of stream) void _;
+  };
+  const responses = (account: string, scenario: string, maxOutput = 1000) =>
+    openai(account).responses.create({ model: 'gpt-4.1', input: 'hi', stream: true, max_output_tokens: maxOutput, metadata: { scenario } });
+
+  await Promise.all([
+    ...[1, 2, 3].map(async () => drain(await responses('completed', 'completed'))),
+    drain(await responses('incomplete', 'incomplete', 1000)),
+    drain(await responses('failed', 'failed')),
+    drain(await responses('overrun', 'overrun', 16)),
+    (async () => {
+      const controller = new AbortController();
+      const stream = await openai('cancelled').responses.create(
+        { model: 'gpt-4.1', input: 'hi', stream: true, max_output_tokens: 1000, metadata: { scenario: 'cancelled' } },
+        { signal: controller.signal },
+      );
+      let events = 0;
+      try {
+        for await (const _ of stream) if (++events === 3) controller.abort();
+      } catch {
+        // the abort surfaces as an error in the iterator
+      }
+    })(),
+    openai('upstream_error')
+      .responses.create({ model: 'gpt-4.1', input: 'hi', metadata: { scenario: 'upstream_error' } })
+      .catch(() => undefined),
+    drain(
+      await openai('missing').chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], stream: true }),
+    ),
+    new Anthropic({ baseURL: gatewayUrl, apiKey: keys.anthropic, maxRetries: 0 })
+      .messages.stream({ model: 'claude-sonnet-4-6', max_tokens: 1024, messages: [{ role: 'user', content: 'hi' }] })
+      .finalMessage(),
+  ]);
+
+  return [
+    // non-cached 900 × 2 + cached 300 × 0.5 + output 450 × 8 = 1800 + 150 + 3600 = 5550, three times
+    { account: 'completed', charges: [5550, 5550, 5550] },
+    // 100 × 2 + 1000 × 8 = 8200 (the reservation holds at least 1000 × 8 + the body's bytes × 2)
+    { account: 'incomplete', charges: [8200] },
+    // 100 × 2 = 200
+    { account: 'failed', charges: [200] },
+    // 100 × 2 + 5000 × 8 = 40,200 > the reservation (16 output tokens): capped at the reservation
+    { account: 'overrun', charges: ['reserved'] },
+    // left before the terminal event: no usage, the reservation is charged
+    { account: 'cancelled', charges: ['reserved'] },
+    // the upstream answered 500: nothing was served, nothing is charged
+    { account: 'upstream_error', charges: [0] },
+    // chat without include_usage: no usage, the reservation is charged
+    { account: 'missing', charges: ['reserved'] },
+    // 1200 × 3 + 300 × 0.3 + 100 × 3.75 + 250 × 15 = 3600 + 90 + 375 + 3750 = 7815
+    { account: 'anthropic', charges: [7815] },
+  ];
+}
+
+const ACCOUNTS = ['completed', 'incomplete', 'failed', 'overrun', 'cancelled', 'upstream_error', 'missing', 'anthropic'];
+
+async function waitUntilSettled(ledger: Ledger, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while ((await ledger.openReservations()) > 0) {
+    if (Date.now() > deadline) throw new Error(`${await ledger.openReservations()} reservations still open`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+/** Every reservation charged once as expected, and every balance exact to the micro-credit. */
+async function checkBalances(ledger: Ledger, expectations: Expectation[]): Promise<void> {
+  for (const { account, charges } of expectations) {
+    const statement = await ledger.statement(account);
+    const chargeLines = statement.filter((line: StatementLine) => line.kind === 'charge');
+    expect(chargeLines, `${account}: one charge line per request`).to.have.length(charges.length);
+    expect(new Set(chargeLines.map((line) => line.reservationId)).size).to.equal(charges.length);
+    const actual = chargeLines.map((line) => 0 - line.amount).sort((a, b) => a - b);
+    const expected = charges
+      .map((charge, i) => (charge === 'reserved' ? chargeLines[i]!.reserved! : charge))
+      .sort((a, b) => a - b);
+    expect(actual, `${account}: charges`).to.deep.equal(expected);
+    const total = expected.reduce((sum, charge) => sum + charge, 0);
+    expect(await ledger.account(account), account).to.deep.equal({
+      accountId: account,
+      balance: INITIAL - total,
+      held: 0,
+      available: INITIAL - total,
+    });
+  }
+}
+
+const seedAccounts = () => ACCOUNTS.map((id) => ({ id, key: `tg-e2e-${id}`, amount: INITIAL }));
+const keysOf = () => Object.fromEntries(ACCOUNTS.map((id) => [id, `tg-e2e-${id}`]));
+
+describe('end to end: SDK → gateway → settlement → ledger', function () {
+  this.timeout(120_000);
+  let upstream: Upstream;
+
+  before(async () => {
+    upstream = await startUpstream();
+    upstream.reply(scenarioReply);
+  });
+  after(() => upstream.close());
+
+  it('in one process on the embedded ledger: every balance exact, every reservation settled once', async () => {
+    let gateway: RunningGateway | undefined;
+    try {
+      gateway = await startGatewayServer({
+        port: 0,
+        host: '127.0.0.1',
+        openaiUpstream: upstream.url,
+        anthropicUpstream: upstream.url,
+        openaiApiKey: undefined,
+        anthropicApiKey: undefined,
+        pricingFile: writeTestPricingFile(),
+        accounts: seedAccounts(),
+        ledger: 'memory://',
+        otlpEndpoint: undefined,
+        otlpToken: undefined,
+        overrunPolicy: 'cap',
+        chatUsage: 'reserve',
+        maxBodyBytes: undefined,
+        reservationTtlSeconds: undefined,
+      });
+      const expectations = await driveTraffic(gateway.url, keysOf());
+      await waitUntilSettled(gateway.ledger);
+      await checkBalances(gateway.ledger, expectations);
+      const overrun = (await gateway.ledger.statement('overrun')).find((line) => line.kind === 'overrun');
+      expect(overrun?.overrun).to.be.greaterThan(0);
+    } finally {
+      await gateway?.close();
+    }
+  });
+
+  describe('across processes on PostgreSQL', function () {
+    const children: ChildProcess[] = [];
+    let schema: Awaited<ReturnType<typeof createSchema>> | undefined;
+    let ledgerUrl = '';
+
+    before(async function () {
+      if (DATABASE_URL === undefined) {
+        console.log('    (skipped: set DATABASE_URL to run the cross-process settlement tests on PostgreSQL)');
+        this.skip();
+      }
+      schema = await createSchema(DATABASE_URL);
+      const search = (schema.config().options ?? '').toString();
+      ledgerUrl = `${DATABASE_URL}${DATABASE_URL.includes('?') ? '&' : '?'}options=${encodeURIComponent(search)}`;
+    });
+    afterEach(() => {
+      for (const child of children.splice(0)) child.kill('SIGKILL');
+    });
+    after(async () => {
+      await schema?.drop();
+    });
+
+    it('gateway and settlement as separate processes: every balance exact', async () => {
+      const pricing = writeTestPricingFile();
+      const settle = await startProcess(['settle', '--port', '0', '--ledger', ledgerUrl, '--pricing', pricing], {
+        TOLLGATE_SETTLEMENT_TOKENS: 'settle-token',
+      });
+      children.push(settle.child);
+      const serve = await startProcess(
+        [
+          'serve',
+          '--port',
+          '0',
+          '--ledger',
+          ledgerUrl,
+          '--pricing',
+          pricing,
+          '--openai-upstream',
+          upstream.url,
+          '--anthropic-upstream',
+          upstream.url,
+          '--otlp-endpoint',
+          `${settle.url}/v1/traces`,
+          ...seedAccounts().flatMap(({ id, key }) => ['--account', `${id}:${key}:${INITIAL / 1e6}`]),
+        ],
+        { TOLLGATE_OTLP_TOKEN: 'settle-token' },
+      );
+      children.push(serve.child);
+      const expectations = await driveTraffic(serve.url, keysOf());
+      const ledger = await openLedger(ledgerUrl);
+      try {
+        await waitUntilSettled(ledger);
+        await checkBalances(ledger, expectations);
+      } finally {
+        await ledger.close();
+      }
+    });
+
+    it('settlement killed between receiving a batch and committing it: after a resend, charged once, nothing lost', async () => {
+      const ledger = await openLedger(ledgerUrl);
+      const blocker = new pg.Client({ connectionString: ledgerUrl });
+      await blocker.connect();
+      try {
+        await ledger.createAccount('crash', INITIAL);
+        const reservations = [];
+        for (let i = 0; i < 5; i++) {
+          const reservationId = `crash-${i}-${Date.now()}`;
+          expect(await ledger.reserve({ reservationId, accountId: 'crash', amount: 100_000, ttlSeconds: 600, provider: 'openai', model: 'gpt-4.1', pricingVersion: TEST_PRICING.version })).to.include({ ok: true });
+          reservations.push({ reservationId, accountId: 'crash', amount: 100_000, pricingVersion: TEST_PRICING.version });
+        }
+        // Each span: 1000 input × 2 + 200 output × 8 = 3,600 µcr (gpt-4.1 in the test table)
+        const spans = reservations.map((reservation) => billingAttributes(reservation, { 'gen_ai.request.model': 'gpt-4.1' }));
+        const settle = await startProcess(['settle', '--port', '0', '--ledger', ledgerUrl, '--pricing', writeTestPricingFile()], {
+          TOLLGATE_SETTLEMENT_TOKENS: 'crash-token',
+        });
+        children.push(settle.child);
+
+        // Hold the account row: the settlement transaction gets as far as it can and waits on it.
+        await blocker.query('BEGIN');
+        await blocker.query(`SELECT 1 FROM accounts WHERE id = 'crash' FOR UPDATE`);
+        const sent = exportSpans(`${settle.url}/v1/traces`, 'protobuf', spans, { token: 'crash-token', processor: 'batch' });
+        await waitFor(async () => (await waitingOnLocks(blocker)) > 0, 10_000);
+        settle.child.kill('SIGKILL');
+        await blocker.query('ROLLBACK');
+        await sent;
+        // Nothing half-applied: the killed transaction rolled back with its connection.
+        await waitFor(async () => (await ledger.openReservations()) === 5, 10_000);
+        expect(await ledger.account('crash')).to.deep.include({ balance: INITIAL, held: 500_000 });
+
+        // The Collector resends what was not acknowledged; here, the same spans again, twice.
+        const restarted = await startProcess(['settle', '--port', '0', '--ledger', ledgerUrl, '--pricing', writeTestPricingFile()], {
+          TOLLGATE_SETTLEMENT_TOKENS: 'crash-token',
+        });
+        children.push(restarted.child);
+        for (let i = 0; i < 2; i++) {
+          const run = await exportSpans(`${restarted.url}/v1/traces`, 'protobuf', spans, { token: 'crash-token', processor: 'batch' });
+          expect(run.results.every((result) => result.code === 0)).to.equal(true);
+        }
+        expect(await ledger.openReservations()).to.equal(0);
+        // 5 × 3,600 = 18,000 µcr, once
+        expect(await ledger.account('crash')).to.deep.equal({ accountId: 'crash', balance: INITIAL - 18_000, held: 0, available: INITIAL - 18_000 });
+        expect((await ledger.statement('crash')).filter((line) => line.kind === 'charge')).to.have.length(5);
+      } finally {
+        await blocker.end();
+        await ledger.close();
+      }
+    });
+  });
+});
+
+async function waitFor(condition: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/** Backends waiting on a lock (the settlement transaction blocked behind the test's row lock). */
+async function waitingOnLocks(client: pg.Client): Promise<number> {
+  const { rows } = await client.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock'`);
+  return rows[0].n as number;
+}
+
+/** Starts `tollgate …` and resolves with the URL it printed once it listens. */
+function startProcess(args: string[], env: Record<string, string>): Promise<{ child: ChildProcess; url: string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', new URL('../../cli/main.ts', import.meta.url).pathname, ...args], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`tollgate ${args[0]} did not start:\n${output}`)), 30_000);
+    const onData = (data: Buffer) => {
+      output += data.toString();
+      const match = /listening on (http:\/\/[^\s/]+)/.exec(output);
+      if (match) {
+        clearTimeout(timer);
+        resolve({ child, url: match[1]! });
+      }
+    };
+    child.stdout!.on('data', onData);
+    child.stderr!.on('data', onData);
+    child.once('exit', (code) => reject(new Error(`tollgate ${args[0]} exited with ${code}:\n${output}`)));
+  });
+}
