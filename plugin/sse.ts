@@ -61,6 +61,7 @@ const BOM = Buffer.from([0xef, 0xbb, 0xbf]);
 const DATA = Buffer.from('data');
 const EVENT = Buffer.from('event');
 const LF_BYTES = Buffer.from([LF]);
+const EMPTY = Buffer.alloc(0);
 const DEFAULT_TYPE = 'message';
 
 // What a line is, from its field name. UNDECIDED: the line was cut by the chunk's end before
@@ -81,11 +82,16 @@ type PartialLine = typeof NO_LINE | typeof HEAD | typeof KEEP | typeof DROP;
 // "event:" is the longest field name that matters, plus its colon.
 const HEAD_BYTES = EVENT.length + 1;
 
-export function createSseScanner(config: SseScannerConfig): SseScanner {
-  const { events, maxEventBytes, onEvent, onError } = config;
+/** Fails fast, naming the option, on a limit that would bound nothing (NaN compares false). */
+export function checkMaxEventBytes(maxEventBytes: number): void {
   if (!Number.isSafeInteger(maxEventBytes) || maxEventBytes <= 0) {
     throw new RangeError(`maxEventBytes must be a positive integer, got ${String(maxEventBytes)}`);
   }
+}
+
+export function createSseScanner(config: SseScannerConfig): SseScanner {
+  const { events, maxEventBytes, onEvent, onError } = config;
+  checkMaxEventBytes(maxEventBytes);
   // The wanted type named by an `event:` value, or null; an empty value means the default type.
   const typeOf = events === undefined ? decodeType : matcher(events);
   const defaultType = events === undefined || events.includes(DEFAULT_TYPE) ? DEFAULT_TYPE : null;
@@ -97,30 +103,32 @@ export function createSseScanner(config: SseScannerConfig): SseScanner {
   // belongs to that CRLF and ends no line.
   let crEnded = false;
 
-  // The event being assembled. `type` is null when it is not a wanted one.
+  // The event being assembled. `type` is null when it is not a wanted one. Its data is its
+  // first data line as it stands (`firstData`, a view: no copy for the usual one-line event
+  // within one chunk), or, once it has more lines or outlives its chunk, in `data`.
   let type = defaultType;
   let typeBytes = 0;
   let want: boolean | undefined; // decided at its first data line
-  let dataLines: Buffer[] = [];
-  let dataBytes = 0;
+  let dataLines = 0;
+  let firstData: Buffer | undefined;
+  const data = new HeldBytes();
 
   // The line that the last chunk ended in the middle of.
   let partial: PartialLine = NO_LINE;
-  let lineParts: Buffer[] = [];
-  let lineBytes = 0;
+  const heldLine = new HeldBytes();
 
   function resetEvent(): void {
     type = defaultType;
     typeBytes = 0;
     want = undefined;
-    if (dataLines.length > 0) dataLines = [];
-    dataBytes = 0;
+    dataLines = 0;
+    firstData = undefined;
+    data.release();
   }
 
   function resetLine(): void {
     partial = NO_LINE;
-    lineParts = [];
-    lineBytes = 0;
+    heldLine.release();
   }
 
   function reset(): void {
@@ -132,7 +140,7 @@ export function createSseScanner(config: SseScannerConfig): SseScanner {
   }
 
   function bufferedBytes(): number {
-    return typeBytes + dataBytes + lineBytes;
+    return typeBytes + (firstData?.length ?? 0) + data.length + heldLine.length;
   }
 
   /** False (and the scanner stopped) when the event in progress outgrew maxEventBytes. */
@@ -206,9 +214,10 @@ export function createSseScanner(config: SseScannerConfig): SseScanner {
         pos++;
       }
     }
-    // Data lines of an event still in progress may be views into this chunk: own them.
-    for (let i = dataLines.length - 1; i >= 0 && dataLines[i].buffer === buf.buffer; i--) {
-      dataLines[i] = Buffer.from(dataLines[i]);
+    // The data of an event still in progress may be a view into this chunk: own it.
+    if (firstData !== undefined) {
+      data.append(firstData);
+      firstData = undefined;
     }
   }
 
@@ -216,29 +225,28 @@ export function createSseScanner(config: SseScannerConfig): SseScanner {
   function holdLine(buf: Buffer, start: number, end: number): void {
     if (partial === NO_LINE) partial = HEAD;
     if (partial === HEAD) {
-      const head = Buffer.concat([...lineParts, buf.subarray(start, end)], Math.min(lineBytes + end - start, HEAD_BYTES));
+      const head = Buffer.concat([heldLine.view(), buf.subarray(start, Math.min(end, start + HEAD_BYTES))]);
       const kind = lineKind(head, 0, head.length, false);
       partial = kind === UNDECIDED ? HEAD : kind === EVENT_LINE || (kind === DATA_LINE && decideWant()) ? KEEP : DROP;
     }
     if (partial === DROP) {
-      lineParts = [];
-      lineBytes = 0;
+      heldLine.release();
       return;
     }
-    lineParts.push(Buffer.from(buf.subarray(start, end)));
-    lineBytes += end - start;
+    heldLine.append(buf.subarray(start, end));
     withinLimit();
   }
 
   /** The end of a line begun in an earlier chunk. */
   function finishLine(buf: Buffer, start: number, end: number): void {
-    const held = partial;
-    const parts = lineParts;
-    const bytes = lineBytes + end - start;
+    if (partial === DROP) {
+      resetLine();
+      return;
+    }
+    heldLine.append(buf.subarray(start, end));
+    // Released before it is read: the view stays valid, and the next line starts a new buffer.
+    const whole = heldLine.view();
     resetLine();
-    if (held === DROP) return;
-    parts.push(buf.subarray(start, end));
-    const whole = Buffer.concat(parts, bytes);
     line(whole, 0, whole.length);
   }
 
@@ -251,8 +259,16 @@ export function createSseScanner(config: SseScannerConfig): SseScanner {
     if (kind === DATA_LINE) {
       if (want ?? decideWant()) {
         const value = buf.subarray(valueStart(buf, start + DATA.length, end), end);
-        dataLines.push(value);
-        dataBytes += value.length;
+        if (dataLines === 0) {
+          firstData = value;
+        } else {
+          // The spec's data buffer: the lines joined by LF.
+          if (firstData !== undefined) data.append(firstData);
+          firstData = undefined;
+          data.append(LF_BYTES);
+          data.append(value);
+        }
+        dataLines++;
         withinLimit();
       }
     } else if (kind === EVENT_LINE) {
@@ -282,9 +298,10 @@ export function createSseScanner(config: SseScannerConfig): SseScanner {
     // An event without data lines is not dispatched (spec: "If the data buffer is an empty string").
     if (want === true && type !== null) {
       const eventType = type;
-      const data = dataLines.length === 1 ? dataLines[0] : joinLines(dataLines);
+      const eventData = firstData ?? data.view();
+      // Released before it is read: the view stays valid, and the next event starts a new buffer.
       resetEvent();
-      onEvent(eventType, data);
+      onEvent(eventType, eventData);
     } else {
       resetEvent();
     }
@@ -365,11 +382,32 @@ function valueStart(buf: Buffer, afterName: number, end: number): number {
   return afterName + 1 < end && buf[afterName + 1] === SPACE ? afterName + 2 : afterName + 1;
 }
 
-function joinLines(lines: Buffer[]): Buffer {
-  const parts: Buffer[] = [];
-  for (const line of lines) {
-    if (parts.length > 0) parts.push(LF_BYTES);
-    parts.push(line);
+/**
+ * Bytes held across chunks, appended into one buffer that doubles when full: each byte is
+ * copied a bounded number of times, and memory stays within about twice what is held however
+ * small the pieces come (a list of pieces would spend some 100 bytes of object on each).
+ */
+class HeldBytes {
+  private buffer = EMPTY;
+  length = 0;
+
+  append(piece: Uint8Array): void {
+    if (this.length + piece.length > this.buffer.length) {
+      const grown = Buffer.allocUnsafe(Math.max(2 * this.buffer.length, this.length + piece.length, 64));
+      this.buffer.copy(grown, 0, 0, this.length);
+      this.buffer = grown;
+    }
+    this.buffer.set(piece, this.length);
+    this.length += piece.length;
   }
-  return Buffer.concat(parts);
+
+  view(): Buffer {
+    return this.buffer.subarray(0, this.length);
+  }
+
+  /** Forgets the bytes without reusing their buffer, so that a view handed out stays valid. */
+  release(): void {
+    this.buffer = EMPTY;
+    this.length = 0;
+  }
 }

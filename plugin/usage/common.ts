@@ -2,7 +2,7 @@
  * What the per-API usage extractors share: the boundary that keeps them from throwing, the SSE
  * and whole-JSON-body plumbing, and a defensive reading of token counts.
  */
-import { createSseScanner } from '../sse.js';
+import { checkMaxEventBytes, createSseScanner } from '../sse.js';
 import type { ExtractionState, ExtractorFactory, ExtractorLimits, UsageExtractor } from './types.js';
 
 /** What one API contributes; created per request, over that request's state. */
@@ -17,6 +17,7 @@ export interface ApiReader {
 
 export function defineExtractor(createReader: (state: ExtractionState) => ApiReader): ExtractorFactory {
   return (streaming, limits) => {
+    checkMaxEventBytes(limits.maxEventBytes);
     const state: ExtractionState = { usage: {}, parseErrors: 0 };
     const reader = createReader(state);
     return streaming ? streamExtractor(reader, state, limits) : bodyExtractor(reader, state, limits);

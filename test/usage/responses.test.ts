@@ -149,6 +149,14 @@ describe('usage: OpenAI Responses', () => {
     }
   });
 
+  it('a limit that bounds nothing is refused at construction, naming the option', () => {
+    for (const maxEventBytes of [0, -1, 1.5, Number.NaN, Number.POSITIVE_INFINITY]) {
+      for (const streaming of [true, false]) {
+        expect(() => responsesExtractor(streaming, { maxEventBytes })).to.throw(RangeError, /maxEventBytes/);
+      }
+    }
+  });
+
   it('a non-streaming body over maxEventBytes: parse error, no usage', () => {
     const body = readFixture('responses-cache-write.json');
     const state = extract(responsesExtractor, [body], { streaming: false, limits: { maxEventBytes: 100 } });

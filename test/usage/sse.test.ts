@@ -191,10 +191,9 @@ describe('SSE scanner', () => {
 
   describe('bounded memory', () => {
     const MiB = 1024 * 1024;
-    const endless = (head: string, events?: string[]) => {
+    const endless = (head: string, events?: string[], filler = Buffer.alloc(64 * 1024, 'a')) => {
       const errors: string[] = [];
       const scanner = createSseScanner({ events, maxEventBytes: MiB, onEvent: () => {}, onError: (error) => errors.push(error.type) });
-      const filler = Buffer.alloc(64 * 1024, 'a');
       let mostBuffered = 0;
       scanner.feed(bytes(head));
       for (let fed = 0; fed < 100 * MiB; fed += filler.length) {
@@ -206,6 +205,12 @@ describe('SSE scanner', () => {
 
     it('a 100 MB endless wanted data line holds at most maxEventBytes, then stops with one error', () => {
       const { errors, mostBuffered } = endless('event: usage\ndata: ', ['usage']);
+      expect(errors).to.deep.equal(['event-too-large']);
+      expect(mostBuffered).to.be.at.most(MiB);
+    });
+
+    it('100 MB of empty data lines: each adds its joining LF, so the same', () => {
+      const { errors, mostBuffered } = endless('event: usage\n', ['usage'], Buffer.from('data:\n'.repeat(10_000)));
       expect(errors).to.deep.equal(['event-too-large']);
       expect(mostBuffered).to.be.at.most(MiB);
     });
