@@ -20,6 +20,9 @@ import express from 'express';
 import proxy from 'express-http-proxy';
 
 const EVENTS = 60;
+/** Requests rotate over this many accounts, as a fleet's traffic does (one hot account is issue 7's case). */
+const ACCOUNTS = 100;
+const keyOf = (i: number) => `tg-bench-key-${i}`;
 const EVENT_BYTES = 340; // 60 × ~340 B ≈ 20 KB, one event per write
 
 /** An OpenAI Responses stream of about 20 KB: 58 deltas between created and completed. */
@@ -84,7 +87,7 @@ async function runTollgate(upstreamPort: number, sinkUrl: string, ledger: string
     openaiApiKey: 'sk-bench',
     anthropicApiKey: undefined,
     pricingFile: undefined,
-    accounts: [{ id: 'bench', key: 'tg-bench-key', amount: 1_000_000_000_000_000 }],
+    accounts: Array.from({ length: ACCOUNTS }, (_, i) => ({ id: `bench-${i}`, key: keyOf(i), amount: 1_000_000_000_000 })),
     ledger,
     otlpEndpoint: sinkUrl,
     otlpToken: undefined,
@@ -137,15 +140,24 @@ interface Round {
   errors: number;
 }
 
-async function load(port: number, pid: number, seconds: number, connections: number, path: string, headers: Record<string, string>): Promise<Round> {
+async function load(port: number, pid: number, seconds: number, connections: number): Promise<Round> {
   const cpuBefore = cpuSeconds(pid);
+  let sent = 0;
   const result = await autocannon({
-    url: `http://127.0.0.1:${port}${path}`,
-    method: 'POST',
-    headers: { 'content-type': 'application/json', ...headers },
-    body: JSON.stringify({ model: 'gpt-4.1', input: 'Benchmark me.', stream: true, max_output_tokens: 1000 }),
+    url: `http://127.0.0.1:${port}/v1/responses`,
     connections,
     duration: seconds,
+    requests: [
+      {
+        method: 'POST',
+        body: JSON.stringify({ model: 'gpt-4.1', input: 'Benchmark me.', stream: true, max_output_tokens: 1000 }),
+        // The bare proxy ignores the key; tollgate bills it.
+        setupRequest: (request) => ({
+          ...request,
+          headers: { 'content-type': 'application/json', authorization: `Bearer ${keyOf(sent++ % ACCOUNTS)}` },
+        }),
+      },
+    ],
   });
   const cpu = cpuSeconds(pid) - cpuBefore;
   const requests = result.requests.total;
@@ -185,12 +197,12 @@ async function orchestrate(argv: string[]): Promise<void> {
         `${seconds}s × ${rounds} rounds each, proxies ${hasTaskset ? 'pinned to core 1, rest on core 0' : 'unpinned (no taskset)'}, ledger ${values.ledger}`,
     );
     // Warm both (JIT, connection pools) before measuring.
-    await load(bare.port, bare.process.pid!, 2, connections, '/v1/responses', {});
-    await load(gateway.port, gateway.process.pid!, 2, connections, '/v1/responses', { authorization: 'Bearer tg-bench-key' });
+    await load(bare.port, bare.process.pid!, 2, connections);
+    await load(gateway.port, gateway.process.pid!, 2, connections);
     const rows: Array<{ bare: Round; tollgate: Round }> = [];
     for (let i = 0; i < rounds; i++) {
-      const a = await load(bare.port, bare.process.pid!, seconds, connections, '/v1/responses', {});
-      const b = await load(gateway.port, gateway.process.pid!, seconds, connections, '/v1/responses', { authorization: 'Bearer tg-bench-key' });
+      const a = await load(bare.port, bare.process.pid!, seconds, connections);
+      const b = await load(gateway.port, gateway.process.pid!, seconds, connections);
       rows.push({ bare: a, tollgate: b });
       console.log(
         `  round ${i + 1}: bare ${a.rps.toFixed(0)} req/s p99 ${a.p99} ms ${a.cpuMicrosPerRequest.toFixed(0)} µs CPU/req | ` +
