@@ -31,9 +31,9 @@ export const RECORD_MIGRATION = `INSERT INTO schema_migrations (version) VALUES 
  *
  * One statement: the UPDATE holds the credits only if they are available — concurrent reserves
  * queue on the account's row lock and each re-checks the condition against the row as the previous
- * one left it — and the INSERT runs only for the row it returned. The final SELECT reports the
- * account's available credits (as of the statement's start) for a refusal, and no row at all for
- * an unknown account.
+ * one left it — and the INSERT runs only for the row it returned. Result: one row with expires_at
+ * when reserved; when not, one row with the available credits (as of the statement's start), or
+ * no row for an unknown account. The account is read again only on a refusal.
  */
 export const RESERVE = `
   WITH held AS (
@@ -46,8 +46,10 @@ export const RESERVE = `
       FROM held
     RETURNING expires_at
   )
-  SELECT (SELECT expires_at FROM reservation) AS expires_at, balance - held AS available
-    FROM accounts WHERE id = $2::text`;
+  SELECT expires_at, NULL::bigint AS available FROM reservation
+  UNION ALL
+  SELECT NULL, balance - held FROM accounts
+   WHERE id = $2::text AND NOT EXISTS (SELECT 1 FROM reservation)`;
 
 // ── Settle and expire ────────────────────────────────────────────────────────────────────────
 

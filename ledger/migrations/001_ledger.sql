@@ -1,5 +1,11 @@
 -- The credit ledger. Amounts are BIGINT micro-credits (1 credit = 1,000,000).
 -- Runs unchanged on PostgreSQL and on PGlite.
+--
+-- reservations and entries, the two tables written per request, carry no foreign keys: a
+-- row-by-row referential check cost 40% of settling a batch of 1,000 spans and about 10% of a
+-- reserve (measured on PostgreSQL 15, 2 cores). Their account and reservation ids are never
+-- free input: every statement in ledger/sql.ts copies them from account or reservation rows it
+-- has just updated or locked, and nothing deletes accounts or reservations.
 
 -- balance = sum of the account's entries; held = sum of its open reservations. Both are kept
 -- here, updated in the same transaction as the entry or reservation that changes them, so that
@@ -24,7 +30,7 @@ CREATE TABLE api_keys (
 -- The columns after `state` record how it ended; they are what a statement shows.
 CREATE TABLE reservations (
   id              TEXT PRIMARY KEY,
-  account_id      TEXT NOT NULL REFERENCES accounts (id),
+  account_id      TEXT NOT NULL,
   amount          BIGINT NOT NULL CHECK (amount > 0),
   provider        TEXT NOT NULL,
   model           TEXT NOT NULL,
@@ -58,11 +64,11 @@ CREATE INDEX reservations_open_by_expiry ON reservations (expires_at) WHERE stat
 -- the reservation row records it.
 CREATE TABLE entries (
   id             BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-  account_id     TEXT NOT NULL REFERENCES accounts (id),
+  account_id     TEXT NOT NULL,
   kind           TEXT NOT NULL CHECK (kind IN ('topup', 'charge', 'overrun', 'correction')),
   amount         BIGINT NOT NULL,
   overrun        BIGINT NOT NULL DEFAULT 0 CHECK (overrun >= 0),
-  reservation_id TEXT REFERENCES reservations (id),
+  reservation_id TEXT,
   -- The reservation's outcome when this entry was written ('expired' for the sweeper's charge):
   -- the journal keeps the history that the reservation row overwrites.
   outcome        TEXT,
