@@ -143,9 +143,9 @@ export function createSseScanner(config: SseScannerConfig): SseScanner {
     return typeBytes + (firstData?.length ?? 0) + data.length + heldLine.length;
   }
 
-  /** False (and the scanner stopped) when the event in progress outgrew maxEventBytes. */
-  function withinLimit(): boolean {
-    if (bufferedBytes() <= maxEventBytes) return true;
+  /** Stops the scanner when the event in progress has outgrown maxEventBytes. */
+  function enforceLimit(): void {
+    if (bufferedBytes() <= maxEventBytes) return;
     resetEvent();
     resetLine();
     stopped = true;
@@ -153,7 +153,6 @@ export function createSseScanner(config: SseScannerConfig): SseScanner {
       type: 'event-too-large',
       message: `An event exceeded maxEventBytes (${maxEventBytes} bytes); the rest of the stream is not scanned`,
     });
-    return false;
   }
 
   function feed(chunk: Uint8Array): void {
@@ -234,7 +233,7 @@ export function createSseScanner(config: SseScannerConfig): SseScanner {
       return;
     }
     heldLine.append(buf.subarray(start, end));
-    withinLimit();
+    enforceLimit();
   }
 
   /** The end of a line begun in an earlier chunk. */
@@ -269,7 +268,7 @@ export function createSseScanner(config: SseScannerConfig): SseScanner {
           data.append(value);
         }
         dataLines++;
-        withinLimit();
+        enforceLimit();
       }
     } else if (kind === EVENT_LINE) {
       const valueAt = valueStart(buf, start + EVENT.length, end);
@@ -283,7 +282,7 @@ export function createSseScanner(config: SseScannerConfig): SseScanner {
       // The caller's own strings need no room; a decoded type (every type wanted) does.
       if (events === undefined) {
         typeBytes = end - valueAt;
-        withinLimit();
+        enforceLimit();
       }
     }
     // Comments (":") and the id, retry and unknown fields change nothing the caller reads.

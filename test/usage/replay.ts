@@ -8,7 +8,7 @@ import fc from 'fast-check';
 import type { ExtractionState, ExtractorFactory } from '../../plugin/usage/index.js';
 import { splitAt, splitEvery, splitRandomly, splitsInTwo, withBom, withLineEndings } from '../support/chunking.js';
 
-export const DEFAULT_LIMITS = { maxEventBytes: 8 * 1024 * 1024 };
+const DEFAULT_LIMITS = { maxEventBytes: 8 * 1024 * 1024 };
 
 export function readFixture(name: string): Buffer {
   return readFileSync(new URL(`../fixtures/streams/${name}`, import.meta.url));

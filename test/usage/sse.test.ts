@@ -78,6 +78,12 @@ describe('SSE scanner', () => {
       expect(events).to.deep.equal([['message', 'a\nb']]);
     });
 
+    it('takes plain Uint8Arrays as well as Buffers', () => {
+      const input = bytes('event: usage\ndata: 東京\n\n');
+      const chunks = splitEvery(input, 1).map((chunk) => new Uint8Array(chunk));
+      expect(scan(chunks).events).to.deep.equal([['usage', '東京']]);
+    });
+
     it('a CR as the last byte of the stream ends its line', () => {
       expect(scan([bytes('data: a\r\r')]).events).to.deep.equal([['message', 'a']]);
     });
