@@ -21,7 +21,7 @@ function githubAnchor(heading: string): string {
     .replace(/ /g, '-');
 }
 
-const runbookAnchors = readFileSync(`${DASHBOARDS_DIR}RUNBOOK.md`, 'utf8')
+const runbookAnchors = readFileSync(`${DASHBOARDS_DIR}../README.md`, 'utf8')
   .split('\n')
   .flatMap((line) => {
     const heading = /^#{1,6} (.+)$/.exec(line);
@@ -43,10 +43,10 @@ describe('alerts.yaml: alerts', () => {
         expect(rule.annotations?.description, 'description').to.match(/\$value/);
       });
 
-      it('links its runbook section, which exists in RUNBOOK.md', () => {
+      it('links its runbook section, which exists in the README', () => {
         const anchor = `runbook-${name.toLowerCase()}`;
         expect(rule.annotations?.runbook_url).to.equal(`README.md#${anchor}`);
-        expect(runbookAnchors, `RUNBOOK.md needs a "### Runbook: ${name}" section`).to.include(anchor);
+        expect(runbookAnchors, `README.md needs a "### Runbook: ${name}" section`).to.include(anchor);
       });
 
       it('is unit-tested firing and quiet in alerts.test.yaml', () => {
