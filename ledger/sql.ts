@@ -5,8 +5,10 @@
  * arrays (`unnest($1::text[], $2::bigint[], …)`): a settlement batch costs a constant number of
  * statements whatever its size.
  *
- * Lock order, everywhere: reservations (by id), then accounts (by id). Two settlement replicas
- * settling overlapping batches therefore wait for each other instead of deadlocking.
+ * Lock order: reservations, then accounts, each set in id order. Two settlement replicas settling
+ * overlapping batches therefore wait for each other instead of deadlocking. The sweeper takes its
+ * reservations oldest first but skips locked ones, so it never waits on a reservation; reserve
+ * locks a single account.
  */
 
 // ── Migrations ───────────────────────────────────────────────────────────────────────────────
