@@ -78,23 +78,12 @@ async function runBare(upstreamPort: number): Promise<void> {
 }
 
 async function runTollgate(upstreamPort: number, sinkUrl: string, ledger: string): Promise<void> {
-  const { startGatewayServer } = await import('../cli/serve.js');
+  const { parseServeArgs, startGatewayServer } = await import('../cli/serve.js');
   const gateway = await startGatewayServer({
-    port: 0,
-    host: '127.0.0.1',
+    ...parseServeArgs(['--port', '0', '--ledger', ledger, '--otlp-endpoint', sinkUrl], {}),
     openaiUpstream: `http://127.0.0.1:${upstreamPort}`,
-    anthropicUpstream: undefined,
     openaiApiKey: 'sk-bench',
-    anthropicApiKey: undefined,
-    pricingFile: undefined,
     accounts: Array.from({ length: ACCOUNTS }, (_, i) => ({ id: `bench-${i}`, key: keyOf(i), amount: 1_000_000_000_000 })),
-    ledger,
-    otlpEndpoint: sinkUrl,
-    otlpToken: undefined,
-    overrunPolicy: 'cap',
-    chatUsage: 'reserve',
-    maxBodyBytes: undefined,
-    reservationTtlSeconds: undefined,
   });
   console.log(new URL(gateway.url).port);
 }

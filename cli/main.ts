@@ -19,7 +19,8 @@ Commands:
             --port 8080 --host 127.0.0.1 --openai-upstream URL --anthropic-upstream URL
             --pricing FILE --account ID:KEY:CREDITS (repeatable) --ledger URL|DIR
             --otlp-endpoint URL --overrun-policy cap|charge --chat-usage reserve|inject
-            --max-body-bytes N --reservation-ttl SECONDS
+            --max-body-bytes N --reservation-ttl SECONDS --shutdown-timeout SECONDS (30)
+            --upstream-connect-timeout MS (10000) --upstream-idle-timeout MS (600000)
             env: OPENAI_API_KEY, ANTHROPIC_API_KEY, DATABASE_URL, TOLLGATE_OTLP_TOKEN
   settle    Run the settlement processor alone (POST /v1/traces, GET /metrics)
             --port 4318 --host 127.0.0.1 --ledger URL|DIR --pricing FILE (repeatable)

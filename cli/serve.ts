@@ -43,6 +43,10 @@ export interface ServeConfig {
   chatUsage: 'reserve' | 'inject';
   maxBodyBytes: number | undefined;
   reservationTtlSeconds: number | undefined;
+  upstreamConnectTimeoutMs: number | undefined;
+  upstreamIdleTimeoutMs: number | undefined;
+  /** On close (SIGTERM), how long streams in flight may run on before they are cut. */
+  shutdownTimeoutSeconds: number;
 }
 
 export const DEFAULT_LEDGER_DIR = './.tollgate/ledger';
@@ -87,6 +91,9 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv): ServeCon
       'chat-usage': { type: 'string' },
       'max-body-bytes': { type: 'string' },
       'reservation-ttl': { type: 'string' },
+      'upstream-connect-timeout': { type: 'string' },
+      'upstream-idle-timeout': { type: 'string' },
+      'shutdown-timeout': { type: 'string', default: '30' },
     },
     strict: true,
   });
@@ -106,6 +113,9 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv): ServeCon
     chatUsage: oneOf('chat-usage', values['chat-usage'], ['reserve', 'inject'], 'reserve'),
     maxBodyBytes: integer('max-body-bytes', values['max-body-bytes']),
     reservationTtlSeconds: integer('reservation-ttl', values['reservation-ttl']),
+    upstreamConnectTimeoutMs: integer('upstream-connect-timeout', values['upstream-connect-timeout']),
+    upstreamIdleTimeoutMs: integer('upstream-idle-timeout', values['upstream-idle-timeout']),
+    shutdownTimeoutSeconds: integer('shutdown-timeout', values['shutdown-timeout'])!,
   };
 }
 
@@ -178,6 +188,8 @@ export async function startGatewayServer(config: ServeConfig): Promise<RunningGa
     chatUsage: config.chatUsage,
     maxBodyBytes: config.maxBodyBytes,
     reservationTtlSeconds: config.reservationTtlSeconds,
+    upstreamConnectTimeoutMs: config.upstreamConnectTimeoutMs,
+    upstreamIdleTimeoutMs: config.upstreamIdleTimeoutMs,
     tracerProvider: tracing.provider,
     registry: registries[0],
   });
@@ -208,8 +220,14 @@ export async function startGatewayServer(config: ServeConfig): Promise<RunningGa
     url,
     settlementUrl: settlement?.url,
     ledger,
+    // Graceful: stop accepting, let the streams in flight end (cut past the deadline, each with
+    // its outcome), export their spans, and only then stop settlement and the ledger.
     close: async () => {
-      await close(server);
+      const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      await middleware.drain(config.shutdownTimeoutSeconds * 1000);
+      server.closeAllConnections();
+      await stopped;
       middleware.close();
       await tracing.shutdown();
       if (settlement) {

@@ -18,7 +18,8 @@ export type GatewayErrorKind =
   | 'unpriced_model'
   | 'insufficient_credits'
   | 'ledger_unavailable'
-  | 'upstream_unreachable';
+  | 'upstream_unreachable'
+  | 'upstream_timeout';
 
 interface ErrorShape {
   status: number;
@@ -35,6 +36,7 @@ const SHAPES: Record<GatewayErrorKind, ErrorShape> = {
   insufficient_credits: { status: 402, openaiType: 'insufficient_quota', anthropicType: 'billing_error' },
   ledger_unavailable: { status: 503, openaiType: 'server_error', anthropicType: 'api_error' },
   upstream_unreachable: { status: 502, openaiType: 'server_error', anthropicType: 'api_error' },
+  upstream_timeout: { status: 504, openaiType: 'server_error', anthropicType: 'api_error' },
 };
 
 /** Answers the request with a provider-shaped JSON error; does nothing if headers already went out. */

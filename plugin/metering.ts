@@ -33,6 +33,8 @@ export interface MeteredRequestInit {
   pricingVersion: string;
   amount: number;
   maxUsageEventBytes: number;
+  /** Abort the upstream exchange when it sends nothing for this long (waiting or mid-stream). */
+  idleTimeoutMs: number;
   /** performance.now() when the request arrived. */
   arrivedAt: number;
 }
@@ -58,6 +60,13 @@ export class MeteredRequest {
   private upstreamClosed = false;
   private firstByteSeen = false;
   private decided = false;
+  private readonly abortController = new AbortController();
+  private idleTimer: NodeJS.Timeout | undefined;
+  /** Why the gateway itself aborted the upstream exchange, if it did. */
+  abortedBecause: 'idle' | 'shutdown' | undefined;
+  /** Resolves once the outcome is recorded. */
+  readonly done: Promise<void>;
+  private resolveDone!: () => void;
 
   constructor(
     private readonly init: MeteredRequestInit,
@@ -78,6 +87,26 @@ export class MeteredRequest {
     telemetry.guard(() =>
       telemetry.metrics.reservedCredits.inc(this.labels(), init.amount / MICRO),
     );
+    this.done = new Promise((resolve) => (this.resolveDone = resolve));
+    this.restartIdleTimer();
+  }
+
+  /** Given to the upstream request: aborting it ends the exchange in any phase. */
+  get signal(): AbortSignal {
+    return this.abortController.signal;
+  }
+
+  /** Ends the upstream exchange now (graceful shutdown past its deadline). */
+  abort(because: 'idle' | 'shutdown'): void {
+    this.abortedBecause ??= because;
+    this.abortController.abort();
+  }
+
+  private restartIdleTimer(): void {
+    clearTimeout(this.idleTimer);
+    this.idleTimer = setTimeout(() => this.abort('idle'), this.init.idleTimeoutMs);
+    // A pending timeout must not keep a process alive that is otherwise done.
+    this.idleTimer.unref();
   }
 
   /** express-http-proxy piped the upstream response into the client's: watch both, on the side. */
@@ -90,6 +119,7 @@ export class MeteredRequest {
       this.side = sideChannel(this.extractor, upstream.headers['content-encoding']);
     }
     upstream.on('data', (chunk: Buffer) => {
+      this.restartIdleTimer();
       if (!this.firstByteSeen) {
         this.firstByteSeen = true;
         this.telemetry.guard(() =>
@@ -131,6 +161,7 @@ export class MeteredRequest {
   private maybeDecide(): void {
     if (this.decided || !this.clientClosed || !this.upstreamClosed) return;
     this.decided = true;
+    clearTimeout(this.idleTimer);
     const drained = this.side?.end() ?? Promise.resolve();
     void drained.then(() => this.finish());
   }
@@ -186,6 +217,7 @@ export class MeteredRequest {
     } catch {
       // onOutcome is the user's hook, already wrapped by the middleware; nothing may escape here.
     }
+    this.resolveDone();
   }
 
   private labels() {

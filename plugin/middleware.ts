@@ -11,7 +11,7 @@ import { estimateReservation } from './estimate.js';
 import { MeteredRequest } from './metering.js';
 import { createGatewayMetrics } from './metrics.js';
 import { parseOptions, type ResolvedOptions } from './options.js';
-import { createUpstream, restoreResponseHeaders, type Upstream } from './proxy.js';
+import { createUpstream, restoreResponseHeaders, UpstreamConnectTimeout, type Upstream } from './proxy.js';
 import { gatewayKey, readBody } from './request.js';
 import { routeFor, type Route } from './routes.js';
 import type { RejectionReason } from './semconv.js';
@@ -21,6 +21,12 @@ import type { OutcomeRecord, Provider, TollgateOptions } from './types.js';
 export interface TollgateMiddleware extends RequestHandler {
   /** The registry holding the gateway metrics; serve it on /metrics. */
   readonly registry: Registry;
+  /**
+   * Graceful shutdown, once the server stopped accepting: waits for the requests in flight to
+   * reach their outcome, aborting those still running after `deadlineMs` (outcome
+   * upstream_error; their reservations settle like any other).
+   */
+  drain(deadlineMs: number): Promise<void>;
   /** Closes the upstream keep-alive connections. */
   close(): void;
 }
@@ -44,20 +50,29 @@ export function tollgate(options: TollgateOptions): TollgateMiddleware {
   const onOutcome = guardHook(settings);
   /** Requests waiting for their upstream, so a proxy error can end the right one. */
   const pending = new WeakMap<ServerResponse, MeteredRequest>();
+  /** Every request between its arrival and its outcome (or rejection), for drain(). */
+  const inFlight = new Set<{ done: Promise<unknown>; metered?: MeteredRequest }>();
 
   const onUpstreamError = (provider: Provider) => (error: unknown, res: ServerResponse) => {
     const metered = pending.get(res);
     const clientLeft = res.destroyed;
     if (!clientLeft) {
       // The error itself stays in the log: its text names internal hosts and ports.
-      sendError(res, provider, 'upstream_unreachable', 'the upstream API could not be reached');
+      if (metered?.abortedBecause !== undefined || error instanceof UpstreamConnectTimeout) {
+        sendError(res, provider, 'upstream_timeout', 'the upstream API did not answer in time');
+      } else {
+        sendError(res, provider, 'upstream_unreachable', 'the upstream API could not be reached');
+      }
       settings.logger(`tollgate: ${provider} upstream error: ${(error as Error)?.message ?? error}`);
     }
     metered?.endWithoutResponse(clientLeft);
   };
+  const upstreamSignal = (req: IncomingMessage) => pending.get((req as Request).res as ServerResponse)?.signal;
   const upstreams: Record<Provider, Upstream> = {
     openai: createUpstream({
       base: settings.openaiUpstream,
+      connectTimeoutMs: settings.upstreamConnectTimeoutMs,
+      signalFor: upstreamSignal,
       authenticate: (headers) => {
         if (settings.openaiApiKey) headers.authorization = `Bearer ${settings.openaiApiKey}`;
       },
@@ -65,6 +80,8 @@ export function tollgate(options: TollgateOptions): TollgateMiddleware {
     }),
     anthropic: createUpstream({
       base: settings.anthropicUpstream,
+      connectTimeoutMs: settings.upstreamConnectTimeoutMs,
+      signalFor: upstreamSignal,
       authenticate: (headers) => {
         if (settings.anthropicApiKey) headers['x-api-key'] = settings.anthropicApiKey;
       },
@@ -85,6 +102,7 @@ export function tollgate(options: TollgateOptions): TollgateMiddleware {
       return;
     }
     const metered = new MeteredRequest(admitted.init, telemetry, onOutcome);
+    track(metered.done, metered);
     req.body = admitted.body;
     if (res.destroyed) {
       metered.endWithoutResponse(true);
@@ -99,16 +117,36 @@ export function tollgate(options: TollgateOptions): TollgateMiddleware {
     upstreams[route.provider].handler(req, res, next);
   }
 
+  function track(done: Promise<unknown>, metered?: MeteredRequest): void {
+    const entry = { done, metered };
+    inFlight.add(entry);
+    void done.finally(() => inFlight.delete(entry));
+  }
+
   const handler = (req: Request, res: Response, next: NextFunction) => {
     const route = req.method === 'POST' ? routeFor(req.path) : undefined;
     if (route === undefined) {
       next();
       return;
     }
-    meter(req, res, next, route).catch(next);
+    // Until it has a MeteredRequest (or is rejected), the request is tracked by its admission.
+    track(meter(req, res, next, route).catch(next));
   };
+
+  async function drain(deadlineMs: number): Promise<void> {
+    const deadline = setTimeout(() => {
+      for (const { metered } of inFlight) metered?.abort('shutdown');
+    }, deadlineMs);
+    try {
+      while (inFlight.size > 0) await Promise.allSettled([...inFlight].map((entry) => entry.done));
+    } finally {
+      clearTimeout(deadline);
+    }
+  }
+
   return Object.assign(handler, {
     registry: settings.registry,
+    drain,
     close: () => {
       upstreams.openai.close();
       upstreams.anthropic.close();
@@ -202,6 +240,7 @@ async function admit(
       pricingVersion: settings.pricing.version,
       amount: estimate.amount,
       maxUsageEventBytes: settings.maxUsageEventBytes,
+      idleTimeoutMs: settings.upstreamIdleTimeoutMs,
       arrivedAt,
     },
   };

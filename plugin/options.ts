@@ -39,6 +39,8 @@ export interface ResolvedOptions {
   bytesPerInputToken: number;
   safetyBuffer: number;
   reservationTtlSeconds: number;
+  upstreamConnectTimeoutMs: number;
+  upstreamIdleTimeoutMs: number;
   chatUsage: 'reserve' | 'inject';
   maxUsageEventBytes: number;
   tracerProvider: TracerProvider;
@@ -106,6 +108,8 @@ export function parseOptions(options: TollgateOptions): ResolvedOptions {
     bytesPerInputToken: atLeast('bytesPerInputToken', options.bytesPerInputToken, 1, 1),
     safetyBuffer: atLeast('safetyBuffer', options.safetyBuffer, 1, 1),
     reservationTtlSeconds: positiveInteger('reservationTtlSeconds', options.reservationTtlSeconds, 900),
+    upstreamConnectTimeoutMs: positiveInteger('upstreamConnectTimeoutMs', options.upstreamConnectTimeoutMs, 10_000),
+    upstreamIdleTimeoutMs: positiveInteger('upstreamIdleTimeoutMs', options.upstreamIdleTimeoutMs, 600_000),
     chatUsage,
     maxUsageEventBytes: positiveInteger('maxUsageEventBytes', options.maxUsageEventBytes, 64 * 1024 * 1024),
     tracerProvider: options.tracerProvider ?? trace.getTracerProvider(),

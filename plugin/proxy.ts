@@ -6,6 +6,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import type { IncomingMessage, OutgoingHttpHeaders, RequestOptions, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import type { RequestHandler } from 'express';
 import proxy from 'express-http-proxy';
 import { DECODABLE_ENCODINGS } from './side-channel.js';
@@ -34,6 +35,9 @@ function decodableAcceptEncoding(value: string | string[] | undefined): string {
 
 export interface UpstreamOptions {
   base: URL;
+  connectTimeoutMs: number;
+  /** The signal that aborts this request's upstream exchange (idle timeout, shutdown). */
+  signalFor: (req: IncomingMessage) => AbortSignal | undefined;
   /** Sets the upstream credential on the outgoing headers (the client's gateway key never goes upstream). */
   authenticate: (headers: OutgoingHttpHeaders) => void;
   /** The upstream could not be reached, or the exchange failed before a response arrived. */
@@ -46,11 +50,12 @@ export interface Upstream {
   close(): void;
 }
 
-export function createUpstream({ base, authenticate, onError }: UpstreamOptions): Upstream {
+export function createUpstream({ base, connectTimeoutMs, signalFor, authenticate, onError }: UpstreamOptions): Upstream {
   const secure = base.protocol === 'https:';
   // express-http-proxy sends `connection: close` upstream by default, paying a TCP (and TLS)
   // handshake on every request; a keep-alive agent reuses connections.
   const agent = secure ? new https.Agent({ keepAlive: true }) : new http.Agent({ keepAlive: true });
+  limitConnectTime(agent, connectTimeoutMs, secure);
   const basePath = base.pathname.replace(/\/$/, '');
   const handler = proxy(base.origin, {
     https: secure,
@@ -66,11 +71,34 @@ export function createUpstream({ base, authenticate, onError }: UpstreamOptions)
       headers['accept-encoding'] = decodableAcceptEncoding(req.headers['accept-encoding']);
       headers.connection = 'keep-alive';
       options.agent = agent;
+      options.signal = signalFor(req);
       return options;
     },
     proxyErrorHandler: (error: unknown, res: ServerResponse) => onError(error, res),
   });
   return { handler, close: () => agent.destroy() };
+}
+
+/**
+ * Node has no connect timeout: a new connection that is not up (TLS included) in time is
+ * destroyed, which fails the request waiting for it. A reused keep-alive socket is already up.
+ */
+function limitConnectTime(agent: http.Agent, timeoutMs: number, secure: boolean): void {
+  const createConnection = (agent as unknown as { createConnection: (...args: unknown[]) => Socket }).createConnection.bind(agent);
+  (agent as unknown as { createConnection: (...args: unknown[]) => Socket }).createConnection = (...args: unknown[]) => {
+    const socket = createConnection(...args);
+    const timer = setTimeout(() => socket.destroy(new UpstreamConnectTimeout(timeoutMs)), timeoutMs);
+    socket.once(secure ? 'secureConnect' : 'connect', () => clearTimeout(timer));
+    socket.once('close', () => clearTimeout(timer));
+    return socket;
+  };
+}
+
+export class UpstreamConnectTimeout extends Error {
+  readonly code = 'ETOLLGATECONNECTTIMEOUT';
+  constructor(timeoutMs: number) {
+    super(`no connection to the upstream within ${timeoutMs} ms`);
+  }
 }
 
 /**

@@ -32,6 +32,14 @@ export interface TollgateOptions {
   bytesPerInputToken?: number;
   /** Multiplier on the estimate before reserving, >= 1. Default 1.0. */
   safetyBuffer?: number;
+  /** Milliseconds to wait for a TCP (and TLS) connection to the upstream. Default 10,000. */
+  upstreamConnectTimeoutMs?: number;
+  /**
+   * Milliseconds the upstream may stay silent — before its response headers or between two chunks
+   * of the body — before the exchange is aborted (outcome upstream_error; 504 when nothing was
+   * sent yet). Default 600,000: reasoning models can think for minutes before the first byte.
+   */
+  upstreamIdleTimeoutMs?: number;
   /** Seconds a reservation may stay open before the sweeper settles it at its amount. Default 900. */
   reservationTtlSeconds?: number;
   /**

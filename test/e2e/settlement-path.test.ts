@@ -9,7 +9,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import OpenAI from 'openai';
 import Anthropic from '@anthropic-ai/sdk';
 import pg from 'pg';
-import { startGatewayServer, type RunningGateway } from '../../cli/serve.js';
+import { parseServeArgs, startGatewayServer, type RunningGateway } from '../../cli/serve.js';
 import { openLedger } from '../../ledger/index.js';
 import type { Ledger, StatementLine } from '../../ledger/types.js';
 import { exportSpans, billingAttributes } from '../collector/helpers.js';
@@ -164,21 +164,10 @@ describe('end to end: SDK → gateway → settlement → ledger', function () {
     let gateway: RunningGateway | undefined;
     try {
       gateway = await startGatewayServer({
-        port: 0,
-        host: '127.0.0.1',
+        ...parseServeArgs(['--port', '0', '--ledger', 'memory://', '--pricing', writeTestPricingFile()], {}),
         openaiUpstream: upstream.url,
         anthropicUpstream: upstream.url,
-        openaiApiKey: undefined,
-        anthropicApiKey: undefined,
-        pricingFile: writeTestPricingFile(),
         accounts: seedAccounts(),
-        ledger: 'memory://',
-        otlpEndpoint: undefined,
-        otlpToken: undefined,
-        overrunPolicy: 'cap',
-        chatUsage: 'reserve',
-        maxBodyBytes: undefined,
-        reservationTtlSeconds: undefined,
       });
       const expectations = await driveTraffic(gateway.url, keysOf());
       await waitUntilSettled(gateway.ledger);

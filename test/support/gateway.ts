@@ -23,6 +23,8 @@ export interface TestGateway {
   outcomes: OutcomeRecord[];
   /** Resolves once `count` requests have reached their outcome. */
   waitForOutcomes(count: number, timeoutMs?: number): Promise<OutcomeRecord[]>;
+  /** The middleware's graceful drain (see TollgateMiddleware.drain). */
+  drain(deadlineMs: number): Promise<void>;
   /** Creates an account holding `credits` micro-credits and returns a key for it. */
   account(id: string, micro: number): Promise<string>;
   close(): Promise<void>;
@@ -79,6 +81,7 @@ export async function startGateway(
       }
       return outcomes;
     },
+    drain: (deadlineMs) => middleware.drain(deadlineMs),
     account: async (id, micro) => {
       await ledger.createAccount(id, micro);
       return ledger.createKey(id);

@@ -14,6 +14,8 @@ export interface Reply {
   delayMs?: number;
   /** Close the connection after this many writes instead of ending the response (a reset mid-stream). */
   resetAfterChunks?: number;
+  /** Go silent after this many writes (0: before the headers), until the peer gives up. */
+  stallAfterChunks?: number;
 }
 
 export interface ReceivedRequest {
@@ -71,10 +73,11 @@ export async function startUpstream(): Promise<Upstream> {
       abortWaiters = [];
       for (const wake of waiters) wake();
     });
+    if (reply.stallAfterChunks === 0) return;
     res.writeHead(reply.status ?? 200, reply.headers ?? {});
     res.flushHeaders();
     for (const [index, chunk] of reply.chunks.entries()) {
-      if (res.destroyed) return;
+      if (res.destroyed || reply.stallAfterChunks === index) return;
       if (reply.resetAfterChunks === index) {
         breakConnection(req.socket);
         return;
