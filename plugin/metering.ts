@@ -103,10 +103,14 @@ export class MeteredRequest {
   }
 
   private restartIdleTimer(): void {
-    clearTimeout(this.idleTimer);
-    this.idleTimer = setTimeout(() => this.abort('idle'), this.init.idleTimeoutMs);
-    // A pending timeout must not keep a process alive that is otherwise done.
-    this.idleTimer.unref();
+    if (this.idleTimer === undefined) {
+      this.idleTimer = setTimeout(() => this.abort('idle'), this.init.idleTimeoutMs);
+      // A pending timeout must not keep a process alive that is otherwise done.
+      this.idleTimer.unref();
+    } else {
+      // Called on every chunk: refresh() re-arms the same timer without allocating a new one.
+      this.idleTimer.refresh();
+    }
   }
 
   /** express-http-proxy piped the upstream response into the client's: watch both, on the side. */
@@ -144,11 +148,14 @@ export class MeteredRequest {
       this.upstreamClosed = true;
       this.maybeDecide();
     });
-    res.on('close', () => {
+    const clientClosed = () => {
       if (!upstream.complete) this.brokenBy ??= 'client';
       this.clientClosed = true;
       this.maybeDecide();
-    });
+    };
+    // The client may have left between the reservation and the upstream's answer.
+    if (res.closed) clientClosed();
+    else res.on('close', clientClosed);
   }
 
   /** The upstream never answered: it was unreachable, or the client left while we waited. */
