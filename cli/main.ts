@@ -10,6 +10,7 @@ import { openLedger } from '../ledger/index.js';
 import { defaultPricing } from '../plugin/default-pricing.js';
 import { loadPricing } from '../plugin/pricing.js';
 import { runAdminCommand } from './admin.js';
+import { parseDemoArgs, runDemo } from './demo.js';
 import { DEFAULT_LEDGER_DIR, parseServeArgs, startGatewayServer, UsageError } from './serve.js';
 
 const HELP = `Usage: tollgate <command> [options]
@@ -21,11 +22,15 @@ Commands:
             --otlp-endpoint URL --overrun-policy cap|charge --chat-usage reserve|inject
             --max-body-bytes N --reservation-ttl SECONDS --shutdown-timeout SECONDS (30)
             --upstream-connect-timeout MS (10000) --upstream-idle-timeout MS (600000)
+            --ledger-outage reject|forward (reject: 503 while the ledger is down)
             env: OPENAI_API_KEY, ANTHROPIC_API_KEY, DATABASE_URL, TOLLGATE_OTLP_TOKEN
   settle    Run the settlement processor alone (POST /v1/traces, GET /metrics)
             --port 4318 --host 127.0.0.1 --ledger URL|DIR --pricing FILE (repeatable)
             --overrun-policy cap|charge
             env: TOLLGATE_SETTLEMENT_TOKENS (comma-separated; required), DATABASE_URL
+  demo      Try it all on this machine: a simulated OpenAI upstream, the gateway and settlement on an
+            in-memory ledger, a few hundred mixed requests, then a settlement report
+            --requests N (300) --seed S (1) --concurrency N (8) --json
   accounts  create ID --credits N | topup ID --credits N | show ID [--json]
   keys      create ID | revoke KEY
   statement ID [--format csv|json]
@@ -124,6 +129,8 @@ async function main(argv: string[]): Promise<number> {
     case 'settle':
       await settle(rest);
       return 0;
+    case 'demo':
+      return runDemo(parseDemoArgs(rest));
     case 'accounts':
     case 'keys':
     case 'statement':

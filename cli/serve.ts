@@ -41,6 +41,7 @@ export interface ServeConfig {
   otlpToken: string | undefined;
   overrunPolicy: OverrunPolicy;
   chatUsage: 'reserve' | 'inject';
+  ledgerOutage: 'reject' | 'forward';
   maxBodyBytes: number | undefined;
   reservationTtlSeconds: number | undefined;
   upstreamConnectTimeoutMs: number | undefined;
@@ -89,6 +90,7 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv): ServeCon
       'otlp-endpoint': { type: 'string' },
       'overrun-policy': { type: 'string' },
       'chat-usage': { type: 'string' },
+      'ledger-outage': { type: 'string' },
       'max-body-bytes': { type: 'string' },
       'reservation-ttl': { type: 'string' },
       'upstream-connect-timeout': { type: 'string' },
@@ -111,6 +113,7 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv): ServeCon
     otlpToken: env.TOLLGATE_OTLP_TOKEN || undefined,
     overrunPolicy: oneOf('overrun-policy', values['overrun-policy'], ['cap', 'charge'], 'cap'),
     chatUsage: oneOf('chat-usage', values['chat-usage'], ['reserve', 'inject'], 'reserve'),
+    ledgerOutage: oneOf('ledger-outage', values['ledger-outage'], ['reject', 'forward'], 'reject'),
     maxBodyBytes: integer('max-body-bytes', values['max-body-bytes']),
     reservationTtlSeconds: integer('reservation-ttl', values['reservation-ttl']),
     upstreamConnectTimeoutMs: integer('upstream-connect-timeout', values['upstream-connect-timeout']),
@@ -186,6 +189,7 @@ export async function startGatewayServer(config: ServeConfig): Promise<RunningGa
     openaiApiKey: config.openaiApiKey,
     anthropicApiKey: config.anthropicApiKey,
     chatUsage: config.chatUsage,
+    ledgerOutage: config.ledgerOutage,
     maxBodyBytes: config.maxBodyBytes,
     reservationTtlSeconds: config.reservationTtlSeconds,
     upstreamConnectTimeoutMs: config.upstreamConnectTimeoutMs,

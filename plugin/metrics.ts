@@ -13,6 +13,7 @@ import {
   METRIC_RESERVED_CREDITS,
   METRIC_TELEMETRY_ERRORS,
   METRIC_TIME_TO_FIRST_BYTE,
+  METRIC_UNMETERED,
   METRIC_UNRECORDED_SPANS,
   METRIC_USAGE_MISSING,
   METRIC_USAGE_TOKENS,
@@ -72,6 +73,12 @@ export function createGatewayMetrics(registry: Registry) {
     parseErrors: new Counter({
       name: METRIC_PARSE_ERRORS,
       help: 'Response frames the usage parser gave up on (oversized or malformed); the bytes still reached the client.',
+      labelNames: ['provider'] as const,
+      registers,
+    }),
+    unmetered: new Counter({
+      name: METRIC_UNMETERED,
+      help: 'Requests forwarded without a reservation while the ledger was unavailable (ledgerOutage "forward").',
       labelNames: ['provider'] as const,
       registers,
     }),

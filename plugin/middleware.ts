@@ -12,7 +12,7 @@ import { MeteredRequest } from './metering.js';
 import { createGatewayMetrics } from './metrics.js';
 import { parseOptions, type ResolvedOptions } from './options.js';
 import { createUpstream, restoreResponseHeaders, UpstreamConnectTimeout, type Upstream } from './proxy.js';
-import { gatewayKey, readBody } from './request.js';
+import { gatewayKey, readBody, type BodyResult } from './request.js';
 import { routeFor, type Route } from './routes.js';
 import type { RejectionReason } from './semconv.js';
 import { Telemetry } from './telemetry.js';
@@ -39,6 +39,8 @@ class Rejection {
     readonly message: string,
     /** For the log only: may name internal hosts, never sent to the client. */
     readonly detail?: string,
+    /** The body, when it was read before the rejection (a fail-open forward reuses it). */
+    readonly body?: BodyResult,
   ) {}
 }
 
@@ -92,6 +94,10 @@ export function tollgate(options: TollgateOptions): TollgateMiddleware {
   async function meter(req: Request, res: Response, next: NextFunction, route: Route): Promise<void> {
     const arrivedAt = performance.now();
     const admitted = await admit(req, route, settings, arrivedAt);
+    if (admitted instanceof Rejection && admitted.kind === 'ledger_unavailable' && settings.ledgerOutage === 'forward') {
+      await forwardUnmetered(req, res, next, route, admitted);
+      return;
+    }
     if (admitted instanceof Rejection) {
       telemetry.guard(() => {
         telemetry.metrics.rejections.inc({ reason: admitted.reason });
@@ -116,6 +122,23 @@ export function tollgate(options: TollgateOptions): TollgateMiddleware {
     });
     upstreams[route.provider].handler(req, res, next);
   }
+
+  /** Fail open: the ledger is down and the operator chose availability over billing. */
+  async function forwardUnmetered(req: Request, res: Response, next: NextFunction, route: Route, outage: Rejection) {
+    const body = outage.body ?? (await readBody(req, settings.maxBodyBytes));
+    if (!body.ok) {
+      sendError(res, route.provider, body.kind === 'body_too_large' ? 'body_too_large' : 'invalid_request', body.message);
+      return;
+    }
+    telemetry.guard(() => telemetry.metrics.unmetered.inc({ provider: route.provider }));
+    if (performance.now() - lastOutageLog > 10_000) {
+      lastOutageLog = performance.now();
+      settings.logger(`tollgate: forwarding requests UNMETERED, the ledger is unavailable: ${outage.detail}`);
+    }
+    req.body = body.body;
+    upstreams[route.provider].handler(req, res, next);
+  }
+  let lastOutageLog = -Infinity;
 
   function track(done: Promise<unknown>, metered?: MeteredRequest): void {
     const entry = { done, metered };
@@ -218,7 +241,7 @@ async function admit(
       pricingVersion: settings.pricing.version,
     });
   } catch (error) {
-    return ledgerUnavailable(error);
+    return ledgerUnavailable(error, read);
   }
   if (!reserved.ok) {
     return new Rejection(
@@ -246,12 +269,13 @@ async function admit(
   };
 }
 
-function ledgerUnavailable(error: unknown): Rejection {
+function ledgerUnavailable(error: unknown, body?: BodyResult): Rejection {
   return new Rejection(
     'ledger_unavailable',
     'ledger_unavailable',
     'the credit ledger is unavailable, retry later',
     String((error as Error)?.message ?? error),
+    body,
   );
 }
 

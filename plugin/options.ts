@@ -42,6 +42,7 @@ export interface ResolvedOptions {
   upstreamConnectTimeoutMs: number;
   upstreamIdleTimeoutMs: number;
   chatUsage: 'reserve' | 'inject';
+  ledgerOutage: 'reject' | 'forward';
   maxUsageEventBytes: number;
   tracerProvider: TracerProvider;
   registry: Registry;
@@ -91,6 +92,10 @@ export function parseOptions(options: TollgateOptions): ResolvedOptions {
   if (chatUsage !== 'reserve' && chatUsage !== 'inject') {
     throw new TollgateOptionError('chatUsage', chatUsage, '"reserve" or "inject"');
   }
+  const ledgerOutage = options.ledgerOutage ?? 'reject';
+  if (ledgerOutage !== 'reject' && ledgerOutage !== 'forward') {
+    throw new TollgateOptionError('ledgerOutage', ledgerOutage, '"reject" or "forward"');
+  }
   for (const hook of ['onOutcome', 'logger'] as const) {
     if (options[hook] !== undefined && typeof options[hook] !== 'function') {
       throw new TollgateOptionError(hook, options[hook], 'a function');
@@ -111,6 +116,7 @@ export function parseOptions(options: TollgateOptions): ResolvedOptions {
     upstreamConnectTimeoutMs: positiveInteger('upstreamConnectTimeoutMs', options.upstreamConnectTimeoutMs, 10_000),
     upstreamIdleTimeoutMs: positiveInteger('upstreamIdleTimeoutMs', options.upstreamIdleTimeoutMs, 600_000),
     chatUsage,
+    ledgerOutage,
     maxUsageEventBytes: positiveInteger('maxUsageEventBytes', options.maxUsageEventBytes, 64 * 1024 * 1024),
     tracerProvider: options.tracerProvider ?? trace.getTracerProvider(),
     registry: options.registry ?? new Registry(),

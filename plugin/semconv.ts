@@ -55,6 +55,8 @@ export const METRIC_TIME_TO_FIRST_BYTE = 'tollgate_time_to_first_byte_seconds' a
 export const METRIC_PARSE_ERRORS = 'tollgate_usage_parse_errors_total' as const;
 /** Billing spans that came out non-recording (a sampler dropped them): settled by the sweeper only. */
 export const METRIC_UNRECORDED_SPANS = 'tollgate_billing_spans_unrecorded_total' as const;
+/** Requests forwarded without a reservation because the ledger was down (ledgerOutage 'forward'). */
+export const METRIC_UNMETERED = 'tollgate_unmetered_requests_total' as const;
 /** Errors thrown by telemetry (span or metric calls); the request went on regardless. */
 export const METRIC_TELEMETRY_ERRORS = 'tollgate_telemetry_errors_total' as const;
 
@@ -105,7 +107,7 @@ export type RejectionReason = (typeof REJECTION_REASONS)[number];
  *   tollgate_reserved_credits_total{provider,model}, tollgate_cost_credits_total{provider,model}
  *   tollgate_usage_tokens_total{provider,model,type}, tollgate_overruns_total{provider,model}
  *   tollgate_usage_missing_total{provider,model}, tollgate_reservation_rejections_total{reason}
- *   tollgate_usage_parse_errors_total{provider}
+ *   tollgate_usage_parse_errors_total{provider}, tollgate_unmetered_requests_total{provider}
  *   tollgate_request_duration_seconds{provider,outcome}, tollgate_time_to_first_byte_seconds{provider}
  *     (histograms)
  *   tollgate_settlements_total{result}; tollgate_settled_credits_total,

@@ -40,6 +40,14 @@ export interface TollgateOptions {
    * sent yet). Default 600,000: reasoning models can think for minutes before the first byte.
    */
   upstreamIdleTimeoutMs?: number;
+  /**
+   * What to do when the ledger cannot be reached. 'reject' (default, fail closed): 503 with
+   * Retry-After. 'forward' (fail open): forward the request without a reservation, unbilled and
+   * unauthenticated — any key passes while the ledger is down — counted in
+   * tollgate_unmetered_requests_total and logged. Choose it only where availability matters more
+   * than billing and access control.
+   */
+  ledgerOutage?: 'reject' | 'forward';
   /** Seconds a reservation may stay open before the sweeper settles it at its amount. Default 900. */
   reservationTtlSeconds?: number;
   /**
