@@ -21,13 +21,14 @@ import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '
 import pg from 'pg';
 import { createSettlementServer } from '../collector/index.js';
 import { openLedger } from '../ledger/index.js';
+import type { SettlementRequest } from '../ledger/types.js';
 import { defaultPricing } from '../plugin/default-pricing.js';
 import { ATTR_GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS } from '../plugin/semconv.js';
 import { billingAttributes } from '../test/collector/helpers.js';
 import { createSchema } from '../test/ledger/databases.js';
 
 const BATCH_SIZES = [512, 2048];
-const SPANS_PER_RUN = 4096;
+const SPANS_PER_RUN = 10_240;
 const ROUNDS = 5;
 /** Requests in flight, as the Collector's sending_queue consumers would have. */
 const CONCURRENCY = 4;
@@ -40,10 +41,10 @@ if (process.argv[2] === '--serve') await serve(process.argv[3]!);
 else if (!databaseUrl) console.log('bench/settle: skipped, DATABASE_URL is unset');
 else await main(databaseUrl);
 
-/** The database URL with the schema's search_path, so that openLedger(url) works in it. */
-function urlOf(url: string, config: pg.PoolConfig): string {
+/** The database URL with the schema's search_path (and more settings), so that openLedger(url) works in it. */
+function urlOf(url: string, config: pg.PoolConfig, settings = ''): string {
   const u = new URL(url);
-  u.searchParams.set('options', config.options!);
+  u.searchParams.set('options', `${config.options!} ${settings}`.trim());
   return u.toString();
 }
 
@@ -69,17 +70,20 @@ async function main(url: string): Promise<void> {
   const pinned = pin();
   const child = await startServer(schemaUrl, pinned);
   const ledger = await openLedger(schemaUrl);
+  // Creating the reservations is set-up, not measured: without waiting for each commit's fsync.
+  const setup = await openLedger(urlOf(url, schema.config(), '-c synchronous_commit=off'));
   const pool = new pg.Pool(schema.config({ max: CONCURRENCY }));
   try {
     await pool.query('CREATE TABLE baseline (id text PRIMARY KEY, account text NOT NULL, amount bigint NOT NULL)');
 
     const accounts = Array.from({ length: ACCOUNTS }, (_, i) => `bench-${i}`);
-    for (const account of accounts) await ledger.createAccount(account, 1_000_000_000_000);
-    const total = BATCH_SIZES.length * ROUNDS * SPANS_PER_RUN;
+    for (const account of accounts) await setup.createAccount(account, 1_000_000_000_000);
+    // Each run settles fresh reservations: one set through the endpoint, one straight into the ledger.
+    const total = 2 * BATCH_SIZES.length * ROUNDS * SPANS_PER_RUN;
     const reservations = Array.from({ length: total }, (_, i) => ({ id: randomUUID(), account: accounts[i % ACCOUNTS]! }));
     const reserveStart = Date.now();
     await inParallel(reservations, 16, async ({ id, account }) => {
-      const result = await ledger.reserve({
+      const result = await setup.reserve({
         reservationId: id,
         accountId: account,
         amount: 100_000,
@@ -93,34 +97,39 @@ async function main(url: string): Promise<void> {
     console.log(`bench/settle: ${total} reservations created in ${((Date.now() - reserveStart) / 1000).toFixed(1)} s`);
 
     const agent = new Agent({ keepAlive: true, maxSockets: CONCURRENCY });
-    const results = new Map<number, { settle: number[]; baseline: number[]; cpuPerSpan: number[] }>();
+    const results = new Map<number, { endpoint: number[]; ledger: number[]; baseline: number[]; cpuPerSpan: number[] }>();
     let next = 0;
+    const take = () => reservations.slice(next, (next += SPANS_PER_RUN));
     for (let round = 0; round < ROUNDS; round++) {
       for (const size of BATCH_SIZES) {
-        const slice = reservations.slice(next, next + SPANS_PER_RUN);
-        next += SPANS_PER_RUN;
-        const bodies = chunk(slice, size).map(encodeBody);
-        const entry = results.get(size) ?? { settle: [], baseline: [], cpuPerSpan: [] };
+        const entry = results.get(size) ?? { endpoint: [], ledger: [], baseline: [], cpuPerSpan: [] };
         results.set(size, entry);
 
+        // A: the endpoint (OTLP protobuf over HTTP → decode → records → group commit → ledger).
+        const endpointRun = take();
+        const bodies = chunk(endpointRun, size).map(encodeBody);
         const cpuBefore = await childCpu(child);
-        const t0 = performance.now();
-        await inParallel(bodies, CONCURRENCY, (body) => postTraces(child.port, body, agent));
-        const seconds = (performance.now() - t0) / 1000;
+        entry.endpoint.push(await spansPerSecond(() => inParallel(bodies, CONCURRENCY, (body) => postTraces(child.port, body, agent))));
         const cpu = await childCpu(child);
-        entry.settle.push(SPANS_PER_RUN / seconds);
         entry.cpuPerSpan.push((cpu.user + cpu.system - cpuBefore.user - cpuBefore.system) / SPANS_PER_RUN);
 
-        const rows = chunk(slice, size);
-        const t1 = performance.now();
-        await inParallel(rows, CONCURRENCY, (batch) =>
-          pool.query('INSERT INTO baseline SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[]) ON CONFLICT DO NOTHING', [
-            batch.map((r) => r.id),
-            batch.map((r) => r.account),
-            batch.map(() => 4_375),
-          ]),
-        );
-        entry.baseline.push(SPANS_PER_RUN / ((performance.now() - t1) / 1000));
+        // B: the same settlements handed to ledger.settle() directly, one transaction at a time.
+        const direct = chunk(take(), size).map((batch) => batch.map(settlementOf));
+        entry.ledger.push(await spansPerSecond(async () => {
+          for (const batch of direct) await ledger.settle(batch, 'cap');
+        }));
+
+        // C: the database's ceiling: a bare multi-row insert of as many rows.
+        const rows = chunk(endpointRun, size);
+        entry.baseline.push(await spansPerSecond(() =>
+          inParallel(rows, CONCURRENCY, (batch) =>
+            pool.query('INSERT INTO baseline SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[]) ON CONFLICT DO NOTHING', [
+              batch.map((r) => r.id),
+              batch.map((r) => r.account),
+              batch.map(() => 4_375),
+            ]),
+          ),
+        ));
       }
     }
     agent.destroy();
@@ -130,11 +139,12 @@ async function main(url: string): Promise<void> {
       `bench/settle: ${ROUNDS} rounds × ${SPANS_PER_RUN} spans per batch size, ${CONCURRENCY} requests in flight, ` +
         `server ${pinned ? 'pinned to core 1, load generator to core 0' : 'unpinned (no taskset)'}; open reservations left: ${open}`,
     );
-    for (const [size, { settle, baseline, cpuPerSpan }] of results) {
-      const ratios = settle.map((s, i) => s / baseline[i]!);
+    for (const [size, { endpoint, ledger: direct, baseline, cpuPerSpan }] of results) {
       console.log(
-        `  ${String(size).padStart(5)} spans/request: settlement ${rate(settle)} spans/s | bare INSERT unnest ${rate(baseline)} rows/s | ` +
-          `ratio ${fmt(ratios, 2)} | server CPU ${fmt(cpuPerSpan, 1)} µs/span`,
+        `  ${String(size).padStart(5)} spans/request: endpoint ${rate(endpoint)} spans/s | ledger.settle() alone ${rate(direct)} | ` +
+          `bare INSERT unnest ${rate(baseline)} rows/s\n` +
+          `        endpoint/ledger ${fmt(ratios(endpoint, direct), 2)} | endpoint/INSERT ${fmt(ratios(endpoint, baseline), 2)} | ` +
+          `server CPU ${fmt(cpuPerSpan, 1)} µs/span`,
       );
     }
     console.log(`bench/settle: done in ${((Date.now() - started) / 1000).toFixed(1)} s`);
@@ -142,6 +152,7 @@ async function main(url: string): Promise<void> {
     child.process.send('exit');
     await new Promise((resolve) => child.process.once('exit', resolve));
     await ledger.close();
+    await setup.close();
     await pool.end();
     await schema.drop();
   }
@@ -224,6 +235,29 @@ async function inParallel<T>(items: T[], concurrency: number, work: (item: T) =>
       while (index < items.length) await work(items[index++]!);
     }),
   );
+}
+
+async function spansPerSecond(run: () => Promise<unknown>): Promise<number> {
+  const t0 = performance.now();
+  await run();
+  return SPANS_PER_RUN / ((performance.now() - t0) / 1000);
+}
+
+/** The settlement the gateway's span for this reservation asks for (cost as in encodeBody). */
+function settlementOf({ id, account }: { id: string; account: string }): SettlementRequest {
+  return {
+    reservationId: id,
+    accountId: account,
+    outcome: 'completed',
+    cost: 4_375,
+    usage: { inputTokens: 1000, cacheReadInputTokens: 100, outputTokens: 200 },
+    pricingVersion: PRICING.version,
+    spanEndTime: new Date(),
+  };
+}
+
+function ratios(a: number[], b: number[]): number[] {
+  return a.map((x, i) => x / b[i]!);
 }
 
 function chunk<T>(items: T[], size: number): T[][] {

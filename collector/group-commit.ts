@@ -1,14 +1,17 @@
 /**
- * Group commit: OTLP requests that arrive while a settlement transaction is running wait, and
+ * Group commit: OTLP requests that arrive while settlement transactions are running wait, and
  * then go to the ledger together, in ONE `ledger.settle()` call.
  *
  * Why: every settlement transaction locks the accounts it touches (ledger/settlement.ts), and
- * spans of concurrent requests mostly touch the same accounts, so concurrent transactions would
- * queue on those locks anyway — while holding locks across round trips that this single-threaded
- * process may be slow to make (it is busy decoding the next request). One transaction at a time,
- * each carrying everything that arrived meanwhile, does the same work with no lock waits, fewer
- * commits, and decoding overlapped with the database's work. Several settlement replicas still
- * settle in parallel, each with its own group.
+ * spans of concurrent requests mostly touch the same accounts, so one transaction per request
+ * would have them queue on those locks — while holding other locks across round trips that this
+ * single-threaded process may be slow to make (it is busy decoding the next request). Grouping
+ * does the same work in fewer, larger transactions with fewer commits.
+ *
+ * Two groups may be in flight: while one commits, the next is already prepared and sent (and
+ * waits for the first one's account locks in the database, not for this process), so the
+ * database is never idle while this process works. The ledger takes its locks in a fixed order,
+ * so two transactions cannot deadlock. Several settlement replicas settle in parallel likewise.
  *
  * All-or-nothing per group: when the transaction fails, every request in it is told so (the
  * sender retries; settlement is idempotent).
@@ -23,45 +26,59 @@ interface Waiting {
   reject(error: unknown): void;
 }
 
+/** Transactions in flight at once: one committing, one prepared behind it. */
+const MAX_IN_FLIGHT = 2;
+
 /**
  * `maxGroup`: a group is closed once it holds this many settlement requests (a single larger
  * submission still goes whole), which bounds a transaction's size and lock time.
  */
 export function groupCommit(ledger: Ledger, policy: OverrunPolicy, maxGroup: number): Settle {
   const waiting: Waiting[] = [];
-  let running = false;
+  let inFlight = 0;
 
-  async function run(): Promise<void> {
-    running = true;
-    while (waiting.length > 0) {
-      let size = 0;
-      let count = 0;
-      while (count < waiting.length && (count === 0 || size + waiting[count]!.requests.length <= maxGroup)) {
-        size += waiting[count]!.requests.length;
-        count++;
-      }
-      const group = waiting.splice(0, count);
-      try {
-        // The ledger answers one outcome per request, in request order: hand each its slice.
-        const outcomes = await ledger.settle(
+  function takeGroup(): Waiting[] {
+    let size = waiting[0]!.requests.length;
+    let count = 1;
+    while (count < waiting.length && size + waiting[count]!.requests.length <= maxGroup) {
+      size += waiting[count]!.requests.length;
+      count++;
+    }
+    return waiting.splice(0, count);
+  }
+
+  function pump(): void {
+    while (inFlight < MAX_IN_FLIGHT && waiting.length > 0) {
+      const group = takeGroup();
+      inFlight++;
+      ledger
+        .settle(
           group.flatMap((w) => w.requests),
           policy,
-        );
-        let offset = 0;
-        for (const w of group) {
-          w.resolve(outcomes.slice(offset, offset + w.requests.length));
-          offset += w.requests.length;
-        }
-      } catch (error) {
-        for (const w of group) w.reject(error);
-      }
+        )
+        .then(
+          (outcomes) => {
+            // The ledger answers one outcome per request, in request order: hand each its slice.
+            let offset = 0;
+            for (const w of group) {
+              w.resolve(outcomes.slice(offset, offset + w.requests.length));
+              offset += w.requests.length;
+            }
+          },
+          (error: unknown) => {
+            for (const w of group) w.reject(error);
+          },
+        )
+        .finally(() => {
+          inFlight--;
+          pump();
+        });
     }
-    running = false;
   }
 
   return (requests) =>
     new Promise((resolve, reject) => {
       waiting.push({ requests, resolve, reject });
-      if (!running) void run();
+      pump();
     });
 }

@@ -28,8 +28,9 @@ export interface SettlementServerOptions {
   /** Largest request body in bytes, compressed and after decompression. Default 20 MiB (the OTLP spec's advice). */
   maxBodyBytes?: number;
   /**
-   * Requests arriving while a settlement transaction runs are settled together in the next one,
-   * up to this many spans (one larger request still goes whole). Default 16,384.
+   * Requests arriving while settlement transactions run are settled together in the next one,
+   * up to this many spans (one larger request still goes whole): it bounds how long a
+   * transaction holds its locks. Default 2,048.
    */
   maxBatchSpans?: number;
   /** Seconds the Retry-After of a 503 asks the sender to wait when the ledger fails. Default 5. */
@@ -114,7 +115,7 @@ export function parseServerOptions(options: SettlementServerOptions): ResolvedSe
     tokens,
     overrunPolicy: policy,
     maxBodyBytes: positiveInteger('maxBodyBytes', options.maxBodyBytes, 20 * 1024 * 1024),
-    maxBatchSpans: positiveInteger('maxBatchSpans', options.maxBatchSpans, 16_384),
+    maxBatchSpans: positiveInteger('maxBatchSpans', options.maxBatchSpans, 2_048),
     retryAfterSeconds: positiveInteger('retryAfterSeconds', options.retryAfterSeconds, 5),
     registry: options.registry ?? new Registry(),
     onError: errorHandler(options.onError),

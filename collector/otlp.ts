@@ -7,10 +7,10 @@
  * span ids as hex, 64-bit integers as decimal strings or numbers, enums as integers). The
  * response uses the request's encoding; a 4xx/5xx answer carries a google.rpc.Status.
  *
- * Only what settlement reads is decoded: each span's id, end time and scalar attributes.
- * Everything else — resources, scopes, events, links, array and map attribute values — is
- * skipped (protobuf skips unknown field numbers; the JSON walker ignores unknown keys, as the
- * spec requires of receivers).
+ * Only what settlement reads is decoded: each span's id, end time and the scalar attributes it
+ * asks for by name (AttributeKeys). Everything else — resources, scopes, events, links, other
+ * attributes, array and map values — is skipped (unknown protobuf fields are skipped by their
+ * wire type; the JSON walker ignores unknown keys, as the spec requires of receivers).
  *
  * The decoder is a boundary: whatever the bytes, `decodeExportRequest` returns a result and never
  * throws, so a malformed body is always a 400.
@@ -33,8 +33,36 @@ export interface OtlpSpan {
   spanId: string;
   /** End time in milliseconds since the epoch (OTLP carries nanoseconds); 0 when unset. */
   endTimeMs: number;
-  /** Scalar attributes by key; array, map and bytes values are left out. */
+  /** The scalar attributes asked for, by key; array, map and bytes values are left out. */
   attributes: Map<string, AttributeValue>;
+}
+
+/**
+ * The attribute names a decoder keeps. In protobuf, a key is matched on its UTF-8 bytes: an
+ * attribute nobody reads costs no string, and a billing span carries a dozen of them.
+ */
+export class AttributeKeys {
+  readonly names: ReadonlySet<string>;
+  private readonly byLength = new Map<number, Array<{ bytes: Buffer; name: string }>>();
+
+  constructor(names: Iterable<string>) {
+    this.names = new Set(names);
+    for (const name of this.names) {
+      const bytes = Buffer.from(name, 'utf8');
+      const sameLength = this.byLength.get(bytes.length) ?? [];
+      sameLength.push({ bytes, name });
+      this.byLength.set(bytes.length, sameLength);
+    }
+  }
+
+  /** The name whose UTF-8 encoding is `buf[start, end)`, if it is one of these. */
+  match(buf: Uint8Array, start: number, end: number): string | undefined {
+    candidates: for (const { bytes, name } of this.byLength.get(end - start) ?? []) {
+      for (let i = 0; i < bytes.length; i++) if (buf[start + i] !== bytes[i]) continue candidates;
+      return name;
+    }
+    return undefined;
+  }
 }
 
 export type DecodeResult = { ok: true; spans: OtlpSpan[] } | { ok: false; error: string };
@@ -52,12 +80,12 @@ export function encodingOf(contentType: string | undefined): OtlpEncoding | unde
   return undefined;
 }
 
-export function decodeExportRequest(body: Uint8Array, encoding: OtlpEncoding): DecodeResult {
+export function decodeExportRequest(body: Uint8Array, encoding: OtlpEncoding, keys: AttributeKeys): DecodeResult {
   try {
-    return { ok: true, spans: encoding === 'protobuf' ? decodeProtobuf(body) : decodeJson(body) };
+    return { ok: true, spans: encoding === 'protobuf' ? decodeProtobuf(body, keys) : decodeJson(body, keys) };
   } catch (error) {
-    // protobufjs throws plain Errors (and RangeErrors for truncated input); JSON.parse throws
-    // SyntaxError; the JSON walker throws MalformedOtlp. All mean the same: a bad body.
+    // protobufjs's Reader throws RangeErrors for truncated input and Errors for bad wire types;
+    // JSON.parse throws SyntaxError; the walkers throw MalformedOtlp. All mean a bad body.
     return { ok: false, error: `malformed OTLP ${encoding} body: ${(error as Error).message}` };
   }
 }
@@ -83,128 +111,172 @@ export function encodeStatus(encoding: OtlpEncoding, message: string): Uint8Arra
 // --- Protobuf --------------------------------------------------------------------------------
 
 /**
- * The subset of the OTLP protos that settlement reads, with the upstream field numbers:
- * collector/trace/v1/trace_service.proto, trace/v1/trace.proto, common/v1/common.proto in
- * https://github.com/open-telemetry/opentelemetry-proto, and google/rpc/status.proto.
+ * The messages of the response and of a 4xx/5xx answer, from
+ * collector/trace/v1/trace_service.proto (https://github.com/open-telemetry/opentelemetry-proto)
+ * and google/rpc/status.proto.
  */
-const SCHEMA = `
+const RESPONSES = `
 syntax = "proto3";
-
-message ExportTraceServiceRequest { repeated ResourceSpans resource_spans = 1; }
-message ResourceSpans { repeated ScopeSpans scope_spans = 2; }
-message ScopeSpans { repeated Span spans = 2; }
-message Span {
-  bytes span_id = 2;
-  fixed64 end_time_unix_nano = 8;
-  repeated KeyValue attributes = 9;
-}
-message KeyValue { string key = 1; AnyValue value = 2; }
-message AnyValue {
-  oneof value {
-    string string_value = 1;
-    bool bool_value = 2;
-    int64 int_value = 3;
-    double double_value = 4;
-  }
-}
-
 message ExportTraceServiceResponse { ExportTracePartialSuccess partial_success = 1; }
 message ExportTracePartialSuccess { int64 rejected_spans = 1; string error_message = 2; }
-
 message Status { int32 code = 1; string message = 2; }
 `;
+const responses = protobuf.parse(RESPONSES).root;
+const ExportTraceServiceResponse = responses.lookupType('ExportTraceServiceResponse');
+const Status = responses.lookupType('Status');
 
-const root = protobuf.parse(SCHEMA).root;
-const ExportTraceServiceRequest = root.lookupType('ExportTraceServiceRequest');
-const ExportTraceServiceResponse = root.lookupType('ExportTraceServiceResponse');
-const Status = root.lookupType('Status');
+/**
+ * The request is read with protobufjs's Reader, field by field, as the code protobufjs generates
+ * from a schema does, but straight into OtlpSpans: no message object per attribute and value,
+ * and no string for an attribute key settlement does not read. The fields read, as tags
+ * (field number << 3 | wire type), from trace_service.proto, trace/v1/trace.proto and
+ * common/v1/common.proto:
+ *
+ *   ExportTraceServiceRequest { repeated ResourceSpans resource_spans = 1; }
+ *   ResourceSpans             { repeated ScopeSpans scope_spans = 2; }
+ *   ScopeSpans                { repeated Span spans = 2; }
+ *   Span                      { bytes span_id = 2; fixed64 end_time_unix_nano = 8; repeated KeyValue attributes = 9; }
+ *   KeyValue                  { string key = 1; AnyValue value = 2; }
+ *   AnyValue                  { oneof value { string string_value = 1; bool bool_value = 2;
+ *                                             int64 int_value = 3; double double_value = 4; … } }
+ *
+ * Any other field, of any message, is skipped by its wire type.
+ */
+const VARINT = 0;
+const FIXED64 = 1;
+const LENGTH_DELIMITED = 2;
+const tag = (field: number, wireType: number) => (field << 3) | wireType;
+const REQUEST_RESOURCE_SPANS = tag(1, LENGTH_DELIMITED);
+const RESOURCE_SPANS_SCOPE_SPANS = tag(2, LENGTH_DELIMITED);
+const SCOPE_SPANS_SPANS = tag(2, LENGTH_DELIMITED);
+const SPAN_SPAN_ID = tag(2, LENGTH_DELIMITED);
+const SPAN_END_TIME_UNIX_NANO = tag(8, FIXED64);
+const SPAN_ATTRIBUTES = tag(9, LENGTH_DELIMITED);
+const KEY_VALUE_KEY = tag(1, LENGTH_DELIMITED);
+const KEY_VALUE_VALUE = tag(2, LENGTH_DELIMITED);
+const ANY_VALUE_STRING = tag(1, LENGTH_DELIMITED);
+const ANY_VALUE_BOOL = tag(2, VARINT);
+const ANY_VALUE_INT = tag(3, VARINT);
+const ANY_VALUE_DOUBLE = tag(4, FIXED64);
 
-/** A 64-bit integer as protobufjs returns it: a Long when long.js is present, else a number. */
-type Int64 = number | { toNumber(): number };
-
-/** The decoded messages' shapes (protobufjs camelCases field names; `value` names the oneof member set). */
-interface PbRequest {
-  resourceSpans: Array<{ scopeSpans: Array<{ spans: PbSpan[] }> }>;
-}
-interface PbSpan {
-  spanId: Uint8Array;
-  endTimeUnixNano: Int64;
-  attributes: Array<{ key: string; value?: PbAnyValue }>;
-}
-interface PbAnyValue {
-  value?: 'stringValue' | 'boolValue' | 'intValue' | 'doubleValue';
-  stringValue: string;
-  boolValue: boolean;
-  intValue: Int64;
-  doubleValue: number;
-}
-
-function decodeProtobuf(body: Uint8Array): OtlpSpan[] {
-  const request = ExportTraceServiceRequest.decode(body) as unknown as PbRequest;
+function decodeProtobuf(body: Uint8Array, keys: AttributeKeys): OtlpSpan[] {
+  const reader = protobuf.Reader.create(body);
   const spans: OtlpSpan[] = [];
-  for (const resourceSpans of request.resourceSpans) {
-    for (const scopeSpans of resourceSpans.scopeSpans) {
-      for (const span of scopeSpans.spans) {
-        const attributes = new Map<string, AttributeValue>();
-        for (const { key, value } of span.attributes) {
-          const scalar = value && pbScalar(value);
-          if (scalar !== undefined) attributes.set(key, scalar);
-        }
-        spans.push({
-          spanId: Buffer.from(span.spanId.buffer, span.spanId.byteOffset, span.spanId.length).toString('hex'),
-          endTimeMs: toNumber(span.endTimeUnixNano) / 1e6,
-          attributes,
-        });
-      }
-    }
-  }
+  eachMessage(reader, reader.len, REQUEST_RESOURCE_SPANS, (resourceSpansEnd) =>
+    eachMessage(reader, resourceSpansEnd, RESOURCE_SPANS_SCOPE_SPANS, (scopeSpansEnd) =>
+      eachMessage(reader, scopeSpansEnd, SCOPE_SPANS_SPANS, (spanEnd) => spans.push(readSpan(reader, spanEnd, keys))),
+    ),
+  );
   return spans;
 }
 
-function pbScalar(value: PbAnyValue): AttributeValue | undefined {
-  switch (value.value) {
-    case 'stringValue':
-      return value.stringValue;
-    case 'boolValue':
-      return value.boolValue;
-    case 'intValue':
-      // Beyond 2^53 the number is no longer a safe integer, which every reader refuses.
-      return toNumber(value.intValue);
-    case 'doubleValue':
-      return value.doubleValue;
-    default:
-      return undefined;
+/** Reads each embedded message of the field `wanted` (with `read`, up to its end) until `end`, skipping other fields. */
+function eachMessage(reader: protobuf.Reader, end: number, wanted: number, read: (end: number) => void): void {
+  while (reader.pos < end) {
+    const fieldTag = reader.uint32();
+    if (fieldTag === wanted) read(fieldEnd(reader));
+    else reader.skipType(fieldTag & 7);
   }
+  if (reader.pos !== end) throw new MalformedOtlp(`a field runs past the end of its message at byte ${end}`);
 }
 
-function toNumber(value: Int64): number {
-  return typeof value === 'number' ? value : value.toNumber();
+/** Reads a length prefix; where the length-delimited field (an embedded message, a string) ends. */
+function fieldEnd(reader: protobuf.Reader): number {
+  const length = reader.uint32();
+  const end = reader.pos + length;
+  if (end > reader.len) throw new MalformedOtlp(`a length of ${length} at byte ${reader.pos} runs past the end of the body`);
+  return end;
+}
+
+function readSpan(reader: protobuf.Reader, end: number, keys: AttributeKeys): OtlpSpan {
+  const span: OtlpSpan = { spanId: '', endTimeMs: 0, attributes: new Map() };
+  while (reader.pos < end) {
+    const fieldTag = reader.uint32();
+    if (fieldTag === SPAN_SPAN_ID) {
+      const id = reader.bytes();
+      span.spanId = Buffer.from(id.buffer, id.byteOffset, id.length).toString('hex');
+    } else if (fieldTag === SPAN_END_TIME_UNIX_NANO) {
+      span.endTimeMs = toNumber(reader.fixed64()) / 1e6;
+    } else if (fieldTag === SPAN_ATTRIBUTES) {
+      readAttribute(reader, fieldEnd(reader), keys, span.attributes);
+    } else {
+      reader.skipType(fieldTag & 7);
+    }
+  }
+  return span;
+}
+
+function readAttribute(reader: protobuf.Reader, end: number, keys: AttributeKeys, into: Map<string, AttributeValue>): void {
+  let key: string | undefined;
+  let value: AttributeValue | undefined;
+  while (reader.pos < end) {
+    const fieldTag = reader.uint32();
+    if (fieldTag === KEY_VALUE_KEY) {
+      const keyEnd = fieldEnd(reader);
+      key = keys.match(reader.buf, reader.pos, keyEnd);
+      if (key === undefined) {
+        reader.pos = end; // not an attribute anyone asked for: skip the rest, value included, undecoded
+        return;
+      }
+      reader.pos = keyEnd;
+    } else if (fieldTag === KEY_VALUE_VALUE) {
+      value = readScalar(reader, fieldEnd(reader));
+    } else {
+      reader.skipType(fieldTag & 7);
+    }
+  }
+  if (key !== undefined && value !== undefined) into.set(key, value);
+}
+
+/** An AnyValue's scalar; undefined for array, kvlist and bytes values (skipped) and an empty one. */
+function readScalar(reader: protobuf.Reader, end: number): AttributeValue | undefined {
+  let value: AttributeValue | undefined;
+  while (reader.pos < end) {
+    const fieldTag = reader.uint32();
+    if (fieldTag === ANY_VALUE_STRING) value = reader.string();
+    else if (fieldTag === ANY_VALUE_BOOL) value = reader.bool();
+    else if (fieldTag === ANY_VALUE_INT) value = toNumber(reader.int64());
+    else if (fieldTag === ANY_VALUE_DOUBLE) value = reader.double();
+    else reader.skipType(fieldTag & 7);
+  }
+  return value;
+}
+
+/**
+ * A 64-bit integer as a number (beyond 2^53 no longer exact, and so not a safe integer, which
+ * every reader refuses). protobufjs returns a long.js Long, or a plain number without long.js.
+ */
+function toNumber(value: protobuf.Long | number): number {
+  if (typeof value === 'number') return value;
+  const high = value.unsigned ? value.high >>> 0 : value.high | 0;
+  return high * 2 ** 32 + (value.low >>> 0);
 }
 
 // --- JSON --------------------------------------------------------------------------------------
 
 class MalformedOtlp extends Error {}
 
-function decodeJson(body: Uint8Array): OtlpSpan[] {
+function decodeJson(body: Uint8Array, keys: AttributeKeys): OtlpSpan[] {
   const request: unknown = JSON.parse(Buffer.from(body.buffer, body.byteOffset, body.length).toString('utf8'));
   const spans: OtlpSpan[] = [];
   for (const resourceSpans of list(object(request, 'request'), 'resourceSpans')) {
     for (const scopeSpans of list(object(resourceSpans, 'resourceSpans[]'), 'scopeSpans')) {
       for (const span of list(object(scopeSpans, 'scopeSpans[]'), 'spans')) {
-        spans.push(jsonSpan(object(span, 'spans[]')));
+        spans.push(jsonSpan(object(span, 'spans[]'), keys));
       }
     }
   }
   return spans;
 }
 
-function jsonSpan(span: Record<string, unknown>): OtlpSpan {
+function jsonSpan(span: Record<string, unknown>, keys: AttributeKeys): OtlpSpan {
   const spanId = span.spanId ?? '';
   if (typeof spanId !== 'string') throw new MalformedOtlp('spanId must be a hex string');
   const attributes = new Map<string, AttributeValue>();
   for (const entry of list(span, 'attributes')) {
     const { key, value } = object(entry, 'attributes[]');
     if (typeof key !== 'string') throw new MalformedOtlp('attribute key must be a string');
+    if (!keys.names.has(key)) continue;
     const scalar = value === undefined ? undefined : jsonScalar(object(value, `attribute ${key}`), key);
     if (scalar !== undefined) attributes.set(key, scalar);
   }

@@ -49,7 +49,7 @@ import {
   type UsageSource,
 } from '../plugin/semconv.js';
 import type { Usage } from '../plugin/usage/types.js';
-import type { AttributeValue, OtlpSpan } from './otlp.js';
+import { AttributeKeys, type AttributeValue, type OtlpSpan } from './otlp.js';
 
 /** Pricing tables by version. */
 export type PricingCatalogue = ReadonlyMap<string, PricingTable>;
@@ -71,6 +71,20 @@ const USAGE_ATTRIBUTES: ReadonlyArray<[keyof Usage, string]> = [
   ['cacheCreationInputTokens', ATTR_GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS],
   ['reasoningOutputTokens', ATTR_GEN_AI_USAGE_REASONING_OUTPUT_TOKENS],
 ];
+
+/** Every attribute toSettlement reads: what the decoder keeps of a span. */
+export const SETTLEMENT_ATTRIBUTES = new AttributeKeys([
+  ATTR_TOLLGATE_RESERVATION_ID,
+  ATTR_TOLLGATE_ACCOUNT_ID,
+  ATTR_TOLLGATE_RESERVATION_AMOUNT,
+  ATTR_TOLLGATE_OUTCOME,
+  ATTR_TOLLGATE_USAGE_SOURCE,
+  ATTR_TOLLGATE_PRICING_VERSION,
+  ATTR_HTTP_RESPONSE_STATUS_CODE,
+  ATTR_GEN_AI_PROVIDER_NAME,
+  ATTR_GEN_AI_REQUEST_MODEL,
+  ...USAGE_ATTRIBUTES.map(([, name]) => name),
+]);
 
 class InvalidSpan extends Error {}
 

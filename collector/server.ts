@@ -22,6 +22,7 @@ import { groupCommit } from './group-commit.js';
 import { settlementMetrics } from './metrics.js';
 import { parseServerOptions, type SettlementServerOptions } from './options.js';
 import { CONTENT_TYPES, decodeExportRequest, encodeExportResponse, encodeStatus, encodingOf, type OtlpEncoding } from './otlp.js';
+import { SETTLEMENT_ATTRIBUTES } from './records.js';
 import { settleSpans } from './settle.js';
 
 const TRACES_PATH = '/v1/traces';
@@ -61,7 +62,7 @@ export function createSettlementHandler(options: SettlementServerOptions): Reque
 
     const body = await readBody(req, encoding, maxBodyBytes);
     if (!body.ok) return fail(body.status, body.message, body.status === 413 ? { connection: 'close' } : undefined);
-    const decoded = decodeExportRequest(body.bytes, encoding);
+    const decoded = decodeExportRequest(body.bytes, encoding, SETTLEMENT_ATTRIBUTES);
     if (!decoded.ok) return fail(400, decoded.error);
 
     const result = await settleSpans(decoded.spans, context);

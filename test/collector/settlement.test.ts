@@ -193,20 +193,22 @@ describe('collector: settlement endpoint', function () {
       expect(await counter(METRIC_SETTLEMENTS, { result: 'account_mismatch' })).to.equal(before + 1);
     });
 
-    it('an invalid billing span, while the valid one beside it settles and other spans are ignored', async () => {
-      const good = await reservation(10_000);
-      const bad = await reservation(10_000);
-      const before = await counter(METRIC_SETTLEMENTS, { result: 'invalid' });
-      const run = await send(
-        [billing(good, 10_000), billing(bad, 10_000, { [ATTR_GEN_AI_USAGE_OUTPUT_TOKENS]: -1 }), { 'http.route': '/health' }],
-        'json',
-        { processor: 'batch' },
-      );
-      expect(run.warnings[0]).to.contain('gen_ai.usage.output_tokens must be a non-negative integer, got -1');
-      expect(await balance(good.accountId)).to.deep.equal({ balance: 995_500, held: 0 });
-      expect(await balance(bad.accountId)).to.deep.equal({ balance: OPENING, held: 10_000 });
-      expect(await counter(METRIC_SETTLEMENTS, { result: 'invalid' })).to.equal(before + 1);
-    });
+    for (const encoding of ['protobuf', 'json'] as const) {
+      it(`an invalid billing span, while the valid one beside it settles and other spans are ignored (${encoding})`, async () => {
+        const good = await reservation(10_000);
+        const bad = await reservation(10_000);
+        const before = await counter(METRIC_SETTLEMENTS, { result: 'invalid' });
+        const run = await send(
+          [billing(good, 10_000), billing(bad, 10_000, { [ATTR_GEN_AI_USAGE_OUTPUT_TOKENS]: -1 }), { 'http.route': '/health' }],
+          encoding,
+          { processor: 'batch' },
+        );
+        expect(run.warnings[0]).to.contain('gen_ai.usage.output_tokens must be a non-negative integer, got -1');
+        expect(await balance(good.accountId)).to.deep.equal({ balance: 995_500, held: 0 });
+        expect(await balance(bad.accountId)).to.deep.equal({ balance: OPENING, held: 10_000 });
+        expect(await counter(METRIC_SETTLEMENTS, { result: 'invalid' })).to.equal(before + 1);
+      });
+    }
 
     it('an unknown pricing version: never priced from another table; the sweeper charges the reservation', async () => {
       const ids = await reservation(10_000, 60);
