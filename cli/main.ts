@@ -23,6 +23,7 @@ Commands:
             --max-body-bytes N --reservation-ttl SECONDS --shutdown-timeout SECONDS (30)
             --upstream-connect-timeout MS (10000) --upstream-idle-timeout MS (600000)
             --ledger-outage reject|forward (reject: 503 while the ledger is down)
+            --metrics-port N --metrics-host ADDR (serve /metrics on its own listener)
             env: OPENAI_API_KEY, ANTHROPIC_API_KEY, DATABASE_URL, TOLLGATE_OTLP_TOKEN
   settle    Run the settlement processor alone (POST /v1/traces, GET /metrics)
             --port 4318 --host 127.0.0.1 --ledger URL|DIR --pricing FILE (repeatable)
@@ -63,7 +64,7 @@ async function serve(argv: string[]): Promise<void> {
   ledger:     ${config.ledger.startsWith('postgres') ? 'PostgreSQL' : `embedded (${config.ledger})`}
   settlement: ${gateway.settlementUrl ? `in-process (${gateway.settlementUrl}/v1/traces)` : config.otlpEndpoint}
   upstreams:  ${config.openaiUpstream ?? 'https://api.openai.com'} (OpenAI), ${config.anthropicUpstream ?? 'https://api.anthropic.com'} (Anthropic)
-  metrics:    ${base}/metrics
+  metrics:    ${gateway.metricsUrl}
 
 Next:
   1. Give a client an account and a key, e.g. restart with

@@ -48,6 +48,9 @@ export interface ServeConfig {
   upstreamIdleTimeoutMs: number | undefined;
   /** On close (SIGTERM), how long streams in flight may run on before they are cut. */
   shutdownTimeoutSeconds: number;
+  /** Serve /metrics on its own listener (e.g. an internal interface) instead of the gateway port. */
+  metricsPort: number | undefined;
+  metricsHost: string;
 }
 
 export const DEFAULT_LEDGER_DIR = './.tollgate/ledger';
@@ -96,6 +99,8 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv): ServeCon
       'upstream-connect-timeout': { type: 'string' },
       'upstream-idle-timeout': { type: 'string' },
       'shutdown-timeout': { type: 'string', default: '30' },
+      'metrics-port': { type: 'string' },
+      'metrics-host': { type: 'string', default: '127.0.0.1' },
     },
     strict: true,
   });
@@ -119,11 +124,15 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv): ServeCon
     upstreamConnectTimeoutMs: integer('upstream-connect-timeout', values['upstream-connect-timeout']),
     upstreamIdleTimeoutMs: integer('upstream-idle-timeout', values['upstream-idle-timeout']),
     shutdownTimeoutSeconds: integer('shutdown-timeout', values['shutdown-timeout'])!,
+    metricsPort: integer('metrics-port', values['metrics-port']),
+    metricsHost: values['metrics-host']!,
   };
 }
 
 export interface RunningGateway {
   url: string;
+  /** Where /metrics is served: the gateway's own URL unless --metrics-port moved it. */
+  metricsUrl: string;
   /** The in-process settlement endpoint, when spans are settled here. */
   settlementUrl: string | undefined;
   ledger: Ledger;
@@ -199,14 +208,20 @@ export async function startGatewayServer(config: ServeConfig): Promise<RunningGa
   });
   const metrics = Registry.merge(registries);
 
+  const serveMetrics = async (_req: Request, res: Response) => {
+    res.type(metrics.contentType).send(await metrics.metrics());
+  };
+  let metricsServer: Server | undefined;
+  if (config.metricsPort !== undefined) {
+    metricsServer = http.createServer(express().disable('x-powered-by').get('/metrics', serveMetrics));
+  }
+
   const app = express();
   app.disable('x-powered-by');
   app.get('/healthz', (_req, res) => {
     res.json({ status: 'ok' });
   });
-  app.get('/metrics', async (_req, res) => {
-    res.type(metrics.contentType).send(await metrics.metrics());
-  });
+  if (metricsServer === undefined) app.get('/metrics', serveMetrics);
   app.use(middleware);
   app.use((_req, res) => {
     res.status(404).json({ error: { message: 'not found', type: 'invalid_request_error' } });
@@ -218,10 +233,16 @@ export async function startGatewayServer(config: ServeConfig): Promise<RunningGa
     else res.status(500).json({ error: { message: 'internal error', type: 'server_error' } });
   });
   const server = http.createServer(app);
+  // Slow clients (slowloris) may not hold a connection open without sending: headers must arrive
+  // within 15 s, a whole request body within 2 minutes (bodies are MBs; responses are not bound).
+  server.headersTimeout = 15_000;
+  server.requestTimeout = 120_000;
   const url = await listen(server, config.port, config.host);
+  const metricsUrl = metricsServer ? await listen(metricsServer, config.metricsPort!, config.metricsHost) : url;
 
   return {
     url,
+    metricsUrl: `${metricsUrl}/metrics`,
     settlementUrl: settlement?.url,
     ledger,
     // Graceful: stop accepting, let the streams in flight end (cut past the deadline, each with
@@ -232,6 +253,7 @@ export async function startGatewayServer(config: ServeConfig): Promise<RunningGa
       await middleware.drain(config.shutdownTimeoutSeconds * 1000);
       server.closeAllConnections();
       await stopped;
+      if (metricsServer) await close(metricsServer);
       middleware.close();
       await tracing.shutdown();
       if (settlement) {

@@ -18,7 +18,7 @@ import { costOf, type ModelPrice } from './pricing.js';
 import type { Route } from './routes.js';
 import { sideChannel, type SideChannel } from './side-channel.js';
 import type { Telemetry } from './telemetry.js';
-import { TOKEN_TYPES, type Outcome, type TokenType } from './semconv.js';
+import { TOKEN_TYPES, type Outcome, type TokenType, type UsageSource } from './semconv.js';
 import type { OutcomeRecord } from './types.js';
 import type { Usage, UsageExtractor } from './usage/types.js';
 
@@ -185,8 +185,16 @@ export class MeteredRequest {
     const { init, telemetry } = this;
     const { metrics } = telemetry;
     const state = this.extractor?.state;
-    const usage = state && isReported(state.usage) ? state.usage : undefined;
-    const cost = usage ? costOf(usage, init.price) : undefined;
+    const usage = state && isKnown(state.usage) ? state.usage : undefined;
+    // Billable only when final: the body's terminal event passed and both totals are there.
+    // Anything less — a stream cut before its end (Anthropic's output count so far is a
+    // placeholder), a count the provider sent mangled — settles at the reservation: a partial
+    // count would bill less than the provider charged.
+    const usageSource: UsageSource =
+      state?.terminal !== undefined && usage?.inputTokens !== undefined && usage.outputTokens !== undefined
+        ? 'reported'
+        : 'missing';
+    const cost = usageSource === 'reported' ? costOf(usage!, init.price) : undefined;
     const record: OutcomeRecord = {
       reservationId: init.reservationId,
       accountId: init.accountId,
@@ -197,6 +205,7 @@ export class MeteredRequest {
       cost,
       outcome: this.outcome(),
       usage,
+      usageSource,
       status: this.status,
     };
     telemetry.endSpan(this.span, record, state?.responseId);
@@ -208,11 +217,11 @@ export class MeteredRequest {
         (performance.now() - init.arrivedAt) / 1000,
       );
       if (state?.parseErrors || this.side?.failed) metrics.parseErrors.inc({ provider: labels.provider });
-      if (usage && cost !== undefined) {
+      if (cost !== undefined) {
         metrics.costCredits.inc(labels, cost / MICRO);
         if (cost > init.amount) metrics.overruns.inc(labels);
         for (const type of TOKEN_TYPES) {
-          const tokens = usage[TOKEN_FIELDS[type]];
+          const tokens = usage![TOKEN_FIELDS[type]];
           if (tokens !== undefined) metrics.usageTokens.inc({ ...labels, type }, tokens);
         }
       } else if (isSuccess(this.status)) {
@@ -236,6 +245,7 @@ function isSuccess(status: number | undefined): boolean {
   return status !== undefined && status >= 200 && status < 300;
 }
 
-function isReported(usage: Usage): boolean {
-  return usage.inputTokens !== undefined || usage.outputTokens !== undefined;
+/** True when the provider reported any count at all (the span then carries what it said). */
+function isKnown(usage: Usage): boolean {
+  return Object.values(usage).some((count) => count !== undefined);
 }

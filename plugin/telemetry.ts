@@ -111,7 +111,7 @@ export class Telemetry {
     this.guard(() => {
       const attributes: Attributes = {
         [ATTR_TOLLGATE_OUTCOME]: record.outcome,
-        [ATTR_TOLLGATE_USAGE_SOURCE]: record.usage ? 'reported' : 'missing',
+        [ATTR_TOLLGATE_USAGE_SOURCE]: record.usageSource,
       };
       if (record.status !== undefined) attributes[ATTR_HTTP_RESPONSE_STATUS_CODE] = record.status;
       if (record.responseModel !== undefined) attributes[ATTR_GEN_AI_RESPONSE_MODEL] = record.responseModel;

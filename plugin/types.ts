@@ -5,7 +5,7 @@ import type { TracerProvider } from '@opentelemetry/api';
 import type { Registry } from 'prom-client';
 import type { Ledger } from '../ledger/types.js';
 import type { PricingTable } from './pricing.js';
-import type { Outcome } from './semconv.js';
+import type { Outcome, UsageSource } from './semconv.js';
 import type { Usage } from './usage/types.js';
 
 export interface TollgateOptions {
@@ -84,10 +84,16 @@ export interface OutcomeRecord {
   responseModel?: string;
   /** Micro-credits reserved. */
   reserved: number;
-  /** Micro-credits the usage costs under the gateway's pricing, when usage was reported. */
+  /** Micro-credits the usage costs under the gateway's pricing, when the final usage was reported. */
   cost?: number;
   outcome: Outcome;
+  /** The counts the provider reported, final or (on a broken stream) known so far. */
   usage?: Usage;
+  /**
+   * 'reported' when the usage is final (the body's terminal event passed, input and output both
+   * counted) and billable as is; otherwise 'missing': settlement charges the reservation.
+   */
+  usageSource: UsageSource;
   /** Upstream HTTP status, when the upstream answered. */
   status?: number;
 }
