@@ -170,22 +170,31 @@ function decodeProtobuf(body: Uint8Array, keys: AttributeKeys): OtlpSpan[] {
   return spans;
 }
 
-/** Reads each embedded message of the field `wanted` (with `read`, up to its end) until `end`, skipping other fields. */
+/** Reads each embedded message of the field `wanted` until `end`, skipping other fields. */
 function eachMessage(reader: protobuf.Reader, end: number, wanted: number, read: (end: number) => void): void {
   while (reader.pos < end) {
     const fieldTag = reader.uint32();
-    if (fieldTag === wanted) read(fieldEnd(reader));
-    else reader.skipType(fieldTag & 7);
+    if (fieldTag === wanted) {
+      const messageEnd = openField(reader);
+      read(messageEnd);
+      closeField(reader, messageEnd);
+    } else {
+      reader.skipType(fieldTag & 7);
+    }
   }
-  if (reader.pos !== end) throw new MalformedOtlp(`a field runs past the end of its message at byte ${end}`);
 }
 
-/** Reads a length prefix; where the length-delimited field (an embedded message, a string) ends. */
-function fieldEnd(reader: protobuf.Reader): number {
+/** Reads the length of a length-delimited field (an embedded message, a string); where it ends. */
+function openField(reader: protobuf.Reader): number {
   const length = reader.uint32();
   const end = reader.pos + length;
   if (end > reader.len) throw new MalformedOtlp(`a length of ${length} at byte ${reader.pos} runs past the end of the body`);
   return end;
+}
+
+/** An embedded message whose contents ran past its length is malformed. */
+function closeField(reader: protobuf.Reader, end: number): void {
+  if (reader.pos !== end) throw new MalformedOtlp(`a field runs past the end of its message at byte ${end}`);
 }
 
 function readSpan(reader: protobuf.Reader, end: number, keys: AttributeKeys): OtlpSpan {
@@ -198,7 +207,9 @@ function readSpan(reader: protobuf.Reader, end: number, keys: AttributeKeys): Ot
     } else if (fieldTag === SPAN_END_TIME_UNIX_NANO) {
       span.endTimeMs = toNumber(reader.fixed64()) / 1e6;
     } else if (fieldTag === SPAN_ATTRIBUTES) {
-      readAttribute(reader, fieldEnd(reader), keys, span.attributes);
+      const attributeEnd = openField(reader);
+      readAttribute(reader, attributeEnd, keys, span.attributes);
+      closeField(reader, attributeEnd);
     } else {
       reader.skipType(fieldTag & 7);
     }
@@ -212,15 +223,17 @@ function readAttribute(reader: protobuf.Reader, end: number, keys: AttributeKeys
   while (reader.pos < end) {
     const fieldTag = reader.uint32();
     if (fieldTag === KEY_VALUE_KEY) {
-      const keyEnd = fieldEnd(reader);
+      const keyEnd = openField(reader);
       key = keys.match(reader.buf, reader.pos, keyEnd);
+      reader.pos = keyEnd;
       if (key === undefined) {
         reader.pos = end; // not an attribute anyone asked for: skip the rest, value included, undecoded
         return;
       }
-      reader.pos = keyEnd;
     } else if (fieldTag === KEY_VALUE_VALUE) {
-      value = readScalar(reader, fieldEnd(reader));
+      const valueEnd = openField(reader);
+      value = readScalar(reader, valueEnd);
+      closeField(reader, valueEnd);
     } else {
       reader.skipType(fieldTag & 7);
     }

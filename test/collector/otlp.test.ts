@@ -147,7 +147,9 @@ describe('collector/otlp', () => {
     ['intValue not an integer', 'json', '{"resourceSpans":[{"scopeSpans":[{"spans":[{"attributes":[{"key":"a","value":{"intValue":1.5}}]}]}]}]}', /attribute a: intValue/],
     ['stringValue not a string', 'json', '{"resourceSpans":[{"scopeSpans":[{"spans":[{"attributes":[{"key":"a","value":{"stringValue":1}}]}]}]}]}', /stringValue must be a string/],
     ['protobuf garbage', 'protobuf', Buffer.from('this is not protobuf at all, just text'), /malformed OTLP protobuf body/],
-    ['truncated protobuf', 'protobuf', Buffer.from([0x0a, 0x10, 0x12]), /malformed OTLP protobuf body/],
+    ['truncated protobuf', 'protobuf', Buffer.from([0x0a, 0x10, 0x12]), /runs past the end of the body/],
+    // resource_spans of 3 bytes holding scope_spans of 5: the inner message overruns the outer.
+    ['a message longer than its parent', 'protobuf', Buffer.from([0x0a, 0x03, 0x12, 0x05, 0x08, 0x01, 0x08, 0x01, 0x08, 0x01]), /runs past the end of its message/],
   ];
   for (const [name, encoding, body, error] of malformed) {
     it(`refuses ${name}`, () => {
