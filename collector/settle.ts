@@ -31,8 +31,9 @@ export async function settleSpans(spans: readonly OtlpSpan[], context: SettleCon
   const spanRejections: Array<'invalid' | 'unknown_pricing_version'> = [];
   for (const span of spans) {
     const verdict = toSettlement(span, catalogue);
-    if (verdict.kind === 'settle') requests.push(verdict.request);
-    else if (verdict.kind === 'reject') {
+    if (verdict.kind === 'settle') {
+      requests.push(verdict.request);
+    } else if (verdict.kind === 'reject') {
       spanRejections.push(verdict.result);
       messages.push(verdict.message);
     }
