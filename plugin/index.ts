@@ -1,5 +1,6 @@
 export { tollgate, type TollgateMiddleware } from './middleware.js';
 export { TollgateOptionError } from './options.js';
 export type { OutcomeRecord, Provider, TollgateOptions } from './types.js';
+export type { SigningKey } from './signing.js';
 export type { Usage } from './usage/types.js';
 export * from './semconv.js';

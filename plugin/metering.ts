@@ -13,11 +13,10 @@
  * Usage is whatever the extractor has learned by then: on a broken stream, the usage known so far.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Span } from '@opentelemetry/api';
 import { costOf, type ModelPrice } from './pricing.js';
 import type { Route } from './routes.js';
 import { sideChannel, type SideChannel } from './side-channel.js';
-import type { Telemetry } from './telemetry.js';
+import type { BillingSpan, Telemetry } from './telemetry.js';
 import { TOKEN_TYPES, type Outcome, type TokenType, type UsageSource } from './semconv.js';
 import type { OutcomeRecord } from './types.js';
 import type { Usage, UsageExtractor } from './usage/types.js';
@@ -50,7 +49,7 @@ const TOKEN_FIELDS: Record<TokenType, keyof Usage> = {
 const MICRO = 1_000_000;
 
 export class MeteredRequest {
-  private readonly span: Span | undefined;
+  private readonly span: BillingSpan | undefined;
   private status: number | undefined;
   private extractor: UsageExtractor | undefined;
   private side: SideChannel | undefined;
@@ -224,7 +223,9 @@ export class MeteredRequest {
           const tokens = usage![TOKEN_FIELDS[type]];
           if (tokens !== undefined) metrics.usageTokens.inc({ ...labels, type }, tokens);
         }
-      } else if (isSuccess(this.status)) {
+      } else if (isSuccess(this.status) && record.outcome !== 'upstream_error') {
+        // A served response that carried no final usage. A stream the upstream broke is counted
+        // as upstream_error instead: the dashboards' usage-missing ratio is over served requests.
         metrics.usageMissing.inc(labels);
       }
     });

@@ -17,6 +17,7 @@ import {
   METRIC_UNRECORDED_SPANS,
   METRIC_USAGE_MISSING,
   METRIC_USAGE_TOKENS,
+  REJECTION_REASONS,
 } from './semconv.js';
 
 // LLM responses run from sub-second to many minutes (long agent turns).
@@ -27,7 +28,7 @@ export type GatewayMetrics = ReturnType<typeof createGatewayMetrics>;
 
 export function createGatewayMetrics(registry: Registry) {
   const registers = [registry];
-  return {
+  const metrics = {
     requests: new Counter({
       name: METRIC_REQUESTS,
       help: 'Metered LLM requests by terminal outcome (rejected: refused before reserving).',
@@ -107,4 +108,8 @@ export function createGatewayMetrics(registry: Registry) {
       registers,
     }),
   };
+  // A labelled series exists only from its first increment, and rate()/increase() never count
+  // that first one: start the series of known label values at 0 so the first 402 shows.
+  for (const reason of REJECTION_REASONS) metrics.rejections.inc({ reason }, 0);
+  return metrics;
 }

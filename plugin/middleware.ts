@@ -48,7 +48,7 @@ const UNPARSED_MODEL = 'unknown';
 
 export function tollgate(options: TollgateOptions): TollgateMiddleware {
   const settings = parseOptions(options);
-  const telemetry = new Telemetry(settings.tracerProvider, createGatewayMetrics(settings.registry), settings.logger);
+  const telemetry = new Telemetry(settings.tracerProvider, createGatewayMetrics(settings.registry), settings.logger, settings.spanSigningKey);
   const onOutcome = guardHook(settings);
   /** Requests waiting for their upstream, so a proxy error can end the right one. */
   const pending = new WeakMap<ServerResponse, MeteredRequest>();

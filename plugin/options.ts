@@ -7,6 +7,7 @@ import { Registry } from 'prom-client';
 import type { Ledger } from '../ledger/types.js';
 import { defaultPricing } from './default-pricing.js';
 import type { PricingTable } from './pricing.js';
+import { checkSigningKey, type SigningKey } from './signing.js';
 import type { OutcomeRecord, TollgateOptions } from './types.js';
 
 export class TollgateOptionError extends Error {
@@ -45,6 +46,7 @@ export interface ResolvedOptions {
   ledgerOutage: 'reject' | 'forward';
   maxUsageEventBytes: number;
   tracerProvider: TracerProvider;
+  spanSigningKey: SigningKey | undefined;
   registry: Registry;
   onOutcome: ((record: OutcomeRecord) => void) | undefined;
   logger: (message: string) => void;
@@ -96,6 +98,13 @@ export function parseOptions(options: TollgateOptions): ResolvedOptions {
   if (ledgerOutage !== 'reject' && ledgerOutage !== 'forward') {
     throw new TollgateOptionError('ledgerOutage', ledgerOutage, '"reject" or "forward"');
   }
+  if (options.spanSigningKey !== undefined) {
+    try {
+      checkSigningKey(options.spanSigningKey, 'spanSigningKey');
+    } catch (error) {
+      throw new TollgateOptionError('spanSigningKey', options.spanSigningKey.id, `a valid key (${(error as Error).message})`);
+    }
+  }
   for (const hook of ['onOutcome', 'logger'] as const) {
     if (options[hook] !== undefined && typeof options[hook] !== 'function') {
       throw new TollgateOptionError(hook, options[hook], 'a function');
@@ -119,6 +128,7 @@ export function parseOptions(options: TollgateOptions): ResolvedOptions {
     ledgerOutage,
     maxUsageEventBytes: positiveInteger('maxUsageEventBytes', options.maxUsageEventBytes, 64 * 1024 * 1024),
     tracerProvider: options.tracerProvider ?? trace.getTracerProvider(),
+    spanSigningKey: options.spanSigningKey,
     registry: options.registry ?? new Registry(),
     onOutcome: options.onOutcome,
     logger: options.logger ?? ((message) => console.warn(message)),

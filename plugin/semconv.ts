@@ -9,6 +9,7 @@
  * in @opentelemetry/semantic-conventions (exported only from its `incubating` entry point,
  * which the project recommends copying from rather than importing), so they are copied here.
  */
+import type { Usage } from './usage/types.js';
 
 export const ATTR_GEN_AI_PROVIDER_NAME = 'gen_ai.provider.name' as const;
 export const ATTR_GEN_AI_OPERATION_NAME = 'gen_ai.operation.name' as const;
@@ -33,6 +34,18 @@ export const ATTR_TOLLGATE_OUTCOME = 'tollgate.outcome' as const;
 export const ATTR_TOLLGATE_USAGE_SOURCE = 'tollgate.usage.source' as const;
 /** Content hash of the pricing table the gateway estimated with (see plugin/pricing.ts). */
 export const ATTR_TOLLGATE_PRICING_VERSION = 'tollgate.pricing.version' as const;
+/** HMAC of the billing attributes (plugin/signing.ts), and the id of the key that made it. */
+export const ATTR_TOLLGATE_SIGNATURE = 'tollgate.signature' as const;
+export const ATTR_TOLLGATE_SIGNATURE_KEY_ID = 'tollgate.signature.key_id' as const;
+
+/** Each Usage field and the span attribute it goes to (written by the gateway, read by settlement). */
+export const USAGE_ATTRIBUTES: ReadonlyArray<readonly [keyof Usage, string]> = [
+  ['inputTokens', ATTR_GEN_AI_USAGE_INPUT_TOKENS],
+  ['outputTokens', ATTR_GEN_AI_USAGE_OUTPUT_TOKENS],
+  ['cacheReadInputTokens', ATTR_GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS],
+  ['cacheCreationInputTokens', ATTR_GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS],
+  ['reasoningOutputTokens', ATTR_GEN_AI_USAGE_REASONING_OUTPUT_TOKENS],
+];
 
 /** The terminal outcomes of a metered request. */
 export const OUTCOMES = ['completed', 'incomplete', 'failed', 'cancelled', 'upstream_error'] as const;
@@ -74,7 +87,8 @@ export type TokenType = (typeof TOKEN_TYPES)[number];
 
 /**
  * Values of tollgate_settlements_total{result}. The first five are per reservation; `invalid`
- * (a billing span missing or mangling a required attribute), `unknown_pricing_version` and
+ * (a billing span missing or mangling a required attribute), `invalid_signature` (missing or
+ * wrong, when settlement has signing keys), `unknown_pricing_version` and
  * `error` (the ledger failed; the sender is told to retry) are per span.
  */
 export const SETTLEMENT_RESULTS = [
@@ -85,6 +99,7 @@ export const SETTLEMENT_RESULTS = [
   'unknown_reservation',
   'account_mismatch',
   'invalid',
+  'invalid_signature',
   'unknown_pricing_version',
   'error',
 ] as const;

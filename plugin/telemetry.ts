@@ -10,32 +10,27 @@ import {
   ATTR_GEN_AI_REQUEST_MODEL,
   ATTR_GEN_AI_RESPONSE_ID,
   ATTR_GEN_AI_RESPONSE_MODEL,
-  ATTR_GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS,
-  ATTR_GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS,
-  ATTR_GEN_AI_USAGE_INPUT_TOKENS,
-  ATTR_GEN_AI_USAGE_OUTPUT_TOKENS,
-  ATTR_GEN_AI_USAGE_REASONING_OUTPUT_TOKENS,
   ATTR_HTTP_RESPONSE_STATUS_CODE,
   ATTR_TOLLGATE_ACCOUNT_ID,
   ATTR_TOLLGATE_OUTCOME,
   ATTR_TOLLGATE_PRICING_VERSION,
   ATTR_TOLLGATE_RESERVATION_AMOUNT,
   ATTR_TOLLGATE_RESERVATION_ID,
+  ATTR_TOLLGATE_SIGNATURE,
+  ATTR_TOLLGATE_SIGNATURE_KEY_ID,
   ATTR_TOLLGATE_USAGE_SOURCE,
+  USAGE_ATTRIBUTES,
 } from './semconv.js';
+import { signature, type SigningKey } from './signing.js';
 import type { OutcomeRecord } from './types.js';
-import type { Usage } from './usage/types.js';
+
+/** A started billing span and the attributes it started with (the API cannot read them back). */
+export interface BillingSpan {
+  span: Span;
+  attributes: Attributes;
+}
 
 const TRACER_NAME = 'tollgate';
-
-/** Usage fields and the span attribute each one goes to. */
-const USAGE_ATTRIBUTES: ReadonlyArray<[keyof Usage, string]> = [
-  ['inputTokens', ATTR_GEN_AI_USAGE_INPUT_TOKENS],
-  ['outputTokens', ATTR_GEN_AI_USAGE_OUTPUT_TOKENS],
-  ['cacheReadInputTokens', ATTR_GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS],
-  ['cacheCreationInputTokens', ATTR_GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS],
-  ['reasoningOutputTokens', ATTR_GEN_AI_USAGE_REASONING_OUTPUT_TOKENS],
-];
 
 export interface SpanStart {
   reservationId: string;
@@ -56,6 +51,7 @@ export class Telemetry {
     tracerProvider: { getTracer(name: string): Tracer },
     readonly metrics: GatewayMetrics,
     private readonly logger: (message: string) => void,
+    private readonly signingKey: SigningKey | undefined,
   ) {
     this.tracer = tracerProvider.getTracer(TRACER_NAME);
   }
@@ -82,32 +78,34 @@ export class Telemetry {
    * sampler decides about its own trace, never about a billing span (billing spans must not be
    * sampled out; give Tollgate an always-on tracer provider).
    */
-  startSpan(start: SpanStart): Span | undefined {
-    let span: Span | undefined;
+  startSpan(start: SpanStart): BillingSpan | undefined {
+    let billing: BillingSpan | undefined;
     this.guard(() => {
       const parent = trace.getSpanContext(context.active());
-      span = this.tracer.startSpan(`${start.operation} ${start.requestModel}`, {
+      const attributes: Attributes = {
+        [ATTR_GEN_AI_PROVIDER_NAME]: start.provider,
+        [ATTR_GEN_AI_OPERATION_NAME]: start.operation,
+        [ATTR_GEN_AI_REQUEST_MODEL]: start.requestModel,
+        [ATTR_TOLLGATE_RESERVATION_ID]: start.reservationId,
+        [ATTR_TOLLGATE_ACCOUNT_ID]: start.accountId,
+        [ATTR_TOLLGATE_RESERVATION_AMOUNT]: start.amount,
+        [ATTR_TOLLGATE_PRICING_VERSION]: start.pricingVersion,
+      };
+      const span = this.tracer.startSpan(`${start.operation} ${start.requestModel}`, {
         kind: SpanKind.CLIENT,
         root: true,
         links: parent ? [{ context: parent }] : [],
         startTime: start.startTime,
-        attributes: {
-          [ATTR_GEN_AI_PROVIDER_NAME]: start.provider,
-          [ATTR_GEN_AI_OPERATION_NAME]: start.operation,
-          [ATTR_GEN_AI_REQUEST_MODEL]: start.requestModel,
-          [ATTR_TOLLGATE_RESERVATION_ID]: start.reservationId,
-          [ATTR_TOLLGATE_ACCOUNT_ID]: start.accountId,
-          [ATTR_TOLLGATE_RESERVATION_AMOUNT]: start.amount,
-          [ATTR_TOLLGATE_PRICING_VERSION]: start.pricingVersion,
-        },
+        attributes,
       });
       if (!span.isRecording()) this.metrics.unrecordedSpans.inc();
+      billing = { span, attributes };
     });
-    return span;
+    return billing;
   }
 
-  endSpan(span: Span | undefined, record: OutcomeRecord, responseId: string | undefined): void {
-    if (span === undefined) return;
+  endSpan(billing: BillingSpan | undefined, record: OutcomeRecord, responseId: string | undefined): void {
+    if (billing === undefined) return;
     this.guard(() => {
       const attributes: Attributes = {
         [ATTR_TOLLGATE_OUTCOME]: record.outcome,
@@ -120,6 +118,12 @@ export class Telemetry {
         const value = record.usage?.[field];
         if (value !== undefined) attributes[name] = value;
       }
+      if (this.signingKey !== undefined) {
+        const all = { ...billing.attributes, ...attributes };
+        attributes[ATTR_TOLLGATE_SIGNATURE] = signature((name) => all[name], this.signingKey.secret);
+        attributes[ATTR_TOLLGATE_SIGNATURE_KEY_ID] = this.signingKey.id;
+      }
+      const { span } = billing;
       span.setAttributes(attributes);
       if (record.outcome === 'failed' || record.outcome === 'upstream_error') {
         span.setStatus({ code: SpanStatusCode.ERROR, message: record.outcome });

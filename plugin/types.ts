@@ -6,6 +6,7 @@ import type { Registry } from 'prom-client';
 import type { Ledger } from '../ledger/types.js';
 import type { PricingTable } from './pricing.js';
 import type { Outcome, UsageSource } from './semconv.js';
+import type { SigningKey } from './signing.js';
 import type { Usage } from './usage/types.js';
 
 export interface TollgateOptions {
@@ -65,6 +66,11 @@ export interface TollgateOptions {
    * out non-recording are counted in tollgate_billing_spans_unrecorded_total.
    */
   tracerProvider?: TracerProvider;
+  /**
+   * Key that signs each billing span's billing attributes (plugin/signing.ts), shared with
+   * settlement, which then refuses unsigned or altered spans. Default: none (spans unsigned).
+   */
+  spanSigningKey?: SigningKey;
   /** prom-client registry for the gateway metrics. Default: a new Registry (read it from `tollgate().registry`). */
   registry?: Registry;
   /** Called once per metered request with its outcome. Errors thrown by the hook are logged, never raised. */
