@@ -25,6 +25,7 @@ export const REJECTED_SPAN_RESULTS = [
   'unknown_reservation',
   'account_mismatch',
   'invalid',
+  'invalid_signature',
   'unknown_pricing_version',
 ] as const satisfies readonly SettlementResultLabel[];
 
@@ -152,7 +153,7 @@ const refusedRow = {
     timeseriesPanel({
       title: 'Rejected spans by reason',
       description:
-        'unknown_reservation: no such reservation (wrong ledger?). account_mismatch: the span names another account than the reservation (investigate). invalid: a required attribute is missing or mangled. unknown_pricing_version: the gateway priced with a table settlement does not have (deploy skew).',
+        'unknown_reservation: no such reservation (wrong ledger?). account_mismatch: the span names another account than the reservation (investigate). invalid: a required attribute is missing or mangled. invalid_signature: unsigned, altered, or signed with a key settlement does not have (tampering, or key rotation skew). unknown_pricing_version: the gateway priced with a table settlement does not have (deploy skew).',
       unit: UNITS.perSecond,
       width: 8,
       stacked: true,

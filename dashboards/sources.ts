@@ -12,8 +12,10 @@
  * alerts.yaml select on them.
  *
  * - gateway: every replica of the Express app serving `tollgate()` metrics on /metrics.
- * - settlement: every settlement processor replica (in the embedded default, the same process as
- *   the gateway: scrape it under both jobs, or relabel).
+ * - settlement: every settlement processor replica. In the embedded default it is the gateway's
+ *   own process: scrape that /metrics twice and relabel — keep only the settlement metrics
+ *   (tollgate_settle*, tollgate_open_reservations) under this job and drop them from the gateway
+ *   job. Scraping it unchanged under both jobs would double every sum() without a job filter.
  * - collector: the OpenTelemetry Collector's internal telemetry (port 8888 by default); optional,
  *   the Collector panels stay empty without it.
  */
