@@ -230,7 +230,8 @@ async function startOnce(bin: string, opts: StartCollectorOptions): Promise<Runn
   };
 }
 
-async function healthy(url: string): Promise<boolean> {
+/** True once `url` answers 200 (a health or readiness endpoint); false while nothing listens. */
+export async function healthy(url: string): Promise<boolean> {
   try {
     const res = await fetch(url, { signal: AbortSignal.timeout(1_000) });
     await res.arrayBuffer();
@@ -240,7 +241,8 @@ async function healthy(url: string): Promise<boolean> {
   }
 }
 
-function tail(text: string, lines = 40): string {
+/** The last lines of a log, for failure messages. */
+export function tail(text: string, lines = 40): string {
   return text.split('\n').slice(-lines).join('\n');
 }
 

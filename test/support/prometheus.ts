@@ -15,7 +15,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { stringify } from 'yaml';
 import { prometheusClient, type PrometheusClient } from '../../dashboards/prometheus-client.js';
-import { freePort } from './otelcol.js';
+import { freePort, healthy, tail } from './otelcol.js';
 
 export interface ScrapeTarget {
   /** The `job` label: dashboards/sources.ts SCRAPE_JOBS names the ones the dashboards select on. */
@@ -172,7 +172,7 @@ async function startOnce(bin: string, opts: StartPrometheusOptions): Promise<Run
       if (/address already in use/.test(text)) throw new PortInUseError(tail(text));
       throw new Error(`prometheus exited during startup; its log:\n${tail(text)}`);
     }
-    if (await ready(url)) break;
+    if (await healthy(`${url}/-/ready`)) break;
     if (Date.now() > deadline) {
       const text = logs();
       await stop();
@@ -199,16 +199,3 @@ async function startOnce(bin: string, opts: StartPrometheusOptions): Promise<Run
   };
 }
 
-async function ready(url: string): Promise<boolean> {
-  try {
-    const res = await fetch(`${url}/-/ready`, { signal: AbortSignal.timeout(1_000) });
-    await res.arrayBuffer();
-    return res.status === 200;
-  } catch {
-    return false; // not listening yet
-  }
-}
-
-function tail(text: string, lines = 40): string {
-  return text.split('\n').slice(-lines).join('\n');
-}
