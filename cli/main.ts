@@ -5,6 +5,7 @@
  */
 import type { AddressInfo } from 'node:net';
 import { parseArgs } from 'node:util';
+import { Registry } from 'prom-client';
 import { createSettlementServer, startSweeper } from '../collector/index.js';
 import { openLedger } from '../ledger/index.js';
 import { defaultPricing } from '../plugin/default-pricing.js';
@@ -19,7 +20,7 @@ Commands:
   serve     Run the gateway (and, unless --otlp-endpoint is given, settlement in the same process)
             --port 8080 --host 127.0.0.1 --openai-upstream URL --anthropic-upstream URL
             --pricing FILE --account ID:KEY:CREDITS (repeatable) --ledger URL|DIR
-            --otlp-endpoint URL --overrun-policy cap|charge --chat-usage reserve|inject
+            --otlp-endpoint URL (base URL, or the full …/v1/traces) --sweep-interval SECONDS (10) --overrun-policy cap|charge --chat-usage reserve|inject
             --max-body-bytes N --reservation-ttl SECONDS --shutdown-timeout SECONDS (30)
             --upstream-connect-timeout MS (10000) --upstream-idle-timeout MS (600000)
             --ledger-outage reject|forward (reject: 503 while the ledger is down)
@@ -27,7 +28,7 @@ Commands:
             env: OPENAI_API_KEY, ANTHROPIC_API_KEY, DATABASE_URL, TOLLGATE_OTLP_TOKEN
   settle    Run the settlement processor alone (POST /v1/traces, GET /metrics)
             --port 4318 --host 127.0.0.1 --ledger URL|DIR --pricing FILE (repeatable)
-            --overrun-policy cap|charge
+            --overrun-policy cap|charge --sweep-interval SECONDS (10)
             env: TOLLGATE_SETTLEMENT_TOKENS (comma-separated; required), DATABASE_URL
   demo      Try it all on this machine: a simulated OpenAI upstream, the gateway and settlement on an
             in-memory ledger, a few hundred mixed requests, then a settlement report
@@ -87,6 +88,7 @@ async function settle(argv: string[]): Promise<void> {
       ledger: { type: 'string' },
       pricing: { type: 'string', multiple: true, default: [] },
       'overrun-policy': { type: 'string', default: 'cap' },
+      'sweep-interval': { type: 'string', default: '10' },
     },
     strict: true,
   });
@@ -96,13 +98,19 @@ async function settle(argv: string[]): Promise<void> {
   if (policy !== 'cap' && policy !== 'charge') throw new UsageError(`--overrun-policy must be cap or charge, got ${JSON.stringify(policy)}`);
   const ledger = await openLedger(values.ledger ?? (process.env.DATABASE_URL || DEFAULT_LEDGER_DIR));
   const pricing = values.pricing!.length > 0 ? await Promise.all(values.pricing!.map(loadPricing)) : [defaultPricing()];
-  const server = createSettlementServer({ ledger, pricing, tokens, overrunPolicy: policy });
-  const sweeper = startSweeper({ ledger });
+  // One registry for the endpoint's and the sweeper's metrics: /metrics shows both.
+  const registry = new Registry();
+  const server = createSettlementServer({ ledger, pricing, tokens, overrunPolicy: policy, registry });
+  const sweepSeconds = Number(values['sweep-interval']);
+  if (!Number.isSafeInteger(sweepSeconds) || sweepSeconds <= 0) {
+    throw new UsageError(`--sweep-interval must be a positive integer, got ${JSON.stringify(values['sweep-interval'])}`);
+  }
+  const sweeper = startSweeper({ ledger, registry, intervalMs: sweepSeconds * 1000 });
   await new Promise<void>((resolve) => server.listen(Number(values.port), values.host, resolve));
   const { port } = server.address() as AddressInfo;
   console.log(`Tollgate settlement listening on http://${values.host}:${port}/v1/traces`);
   onSignals(async () => {
-    sweeper.stop();
+    await sweeper.stop();
     await new Promise<void>((resolve) => server.close(() => resolve()));
     await ledger.close();
   });

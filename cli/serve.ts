@@ -48,6 +48,8 @@ export interface ServeConfig {
   upstreamIdleTimeoutMs: number | undefined;
   /** On close (SIGTERM), how long streams in flight may run on before they are cut. */
   shutdownTimeoutSeconds: number;
+  /** Seconds between the in-process sweeper's passes over stale reservations. */
+  sweepIntervalSeconds: number;
   /** Serve /metrics on its own listener (e.g. an internal interface) instead of the gateway port. */
   metricsPort: number | undefined;
   metricsHost: string;
@@ -99,6 +101,7 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv): ServeCon
       'upstream-connect-timeout': { type: 'string' },
       'upstream-idle-timeout': { type: 'string' },
       'shutdown-timeout': { type: 'string', default: '30' },
+      'sweep-interval': { type: 'string', default: '10' },
       'metrics-port': { type: 'string' },
       'metrics-host': { type: 'string', default: '127.0.0.1' },
     },
@@ -124,6 +127,7 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv): ServeCon
     upstreamConnectTimeoutMs: integer('upstream-connect-timeout', values['upstream-connect-timeout']),
     upstreamIdleTimeoutMs: integer('upstream-idle-timeout', values['upstream-idle-timeout']),
     shutdownTimeoutSeconds: integer('shutdown-timeout', values['shutdown-timeout'])!,
+    sweepIntervalSeconds: integer('sweep-interval', values['sweep-interval'])!,
     metricsPort: integer('metrics-port', values['metrics-port']),
     metricsHost: values['metrics-host']!,
   };
@@ -184,11 +188,11 @@ export async function startGatewayServer(config: ServeConfig): Promise<RunningGa
       registry: settlementRegistry,
     });
     const url = await listen(server, 0, '127.0.0.1');
-    const sweeper = startSweeper({ ledger, registry: settlementRegistry });
+    const sweeper = startSweeper({ ledger, registry: settlementRegistry, intervalMs: config.sweepIntervalSeconds * 1000 });
     settlement = { server, sweeper, url };
     otlpEndpoint = `${url}/v1/traces`;
   }
-  const tracing = billingTracing(otlpEndpoint, otlpToken);
+  const tracing = billingTracing(otlpEndpoint, otlpToken, registries[0]!, (message) => console.warn(message));
 
   const middleware = tollgate({
     ledger,
@@ -257,7 +261,7 @@ export async function startGatewayServer(config: ServeConfig): Promise<RunningGa
       middleware.close();
       await tracing.shutdown();
       if (settlement) {
-        settlement.sweeper.stop();
+        await settlement.sweeper.stop();
         await close(settlement.server);
       }
       await ledger.close();

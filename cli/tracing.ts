@@ -5,10 +5,13 @@
  * AlwaysOn whatever OTEL_TRACES_SAMPLER says, because a billing span that a sampler drops is a
  * request settled at its reserved amount instead of its real cost.
  */
+import { ExportResultCode } from '@opentelemetry/core';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
 import { resourceFromAttributes } from '@opentelemetry/resources';
-import { AlwaysOnSampler, BasicTracerProvider, BatchSpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { AlwaysOnSampler, BasicTracerProvider, BatchSpanProcessor, type SpanExporter } from '@opentelemetry/sdk-trace-base';
 import { ATTR_SERVICE_NAME } from '@opentelemetry/semantic-conventions';
+import { Counter, type Registry } from 'prom-client';
+import { METRIC_DROPPED_SPANS } from '../plugin/semconv.js';
 
 export interface BillingTracing {
   provider: BasicTracerProvider;
@@ -16,16 +19,33 @@ export interface BillingTracing {
   shutdown(): Promise<void>;
 }
 
-export function billingTracing(endpoint: string, token: string | undefined): BillingTracing {
+/**
+ * The OTLP/HTTP traces URL for an endpoint given as a base URL (`http://collector:4318`, the OTLP
+ * convention) or as the full URL (`…/v1/traces`).
+ */
+export function tracesUrl(endpoint: string): string {
+  const url = new URL(endpoint);
+  if (url.pathname === '/' || url.pathname === '') url.pathname = '/v1/traces';
+  return url.toString();
+}
+
+export function billingTracing(
+  endpoint: string,
+  token: string | undefined,
+  registry: Registry,
+  logger: (message: string) => void,
+): BillingTracing {
   const exporter = new OTLPTraceExporter({
-    url: endpoint,
+    url: tracesUrl(endpoint),
     headers: token ? { authorization: `Bearer ${token}` } : {},
+    // Rides out a Collector restart; the exporter retries 429/502/503/504 and network errors.
+    timeoutMillis: 30_000,
   });
   const provider = new BasicTracerProvider({
     sampler: new AlwaysOnSampler(),
     resource: resourceFromAttributes({ [ATTR_SERVICE_NAME]: 'tollgate-gateway' }),
     spanProcessors: [
-      new BatchSpanProcessor(exporter, {
+      new BatchSpanProcessor(countingFailures(exporter, registry, logger), {
         // A full queue drops spans: size it for minutes of traffic, not the default 2,048.
         maxQueueSize: 100_000,
         maxExportBatchSize: 1_000,
@@ -34,4 +54,33 @@ export function billingTracing(endpoint: string, token: string | undefined): Bil
     ],
   });
   return { provider, shutdown: () => provider.shutdown() };
+}
+
+/**
+ * The SDK reports a failed export only to its global error handler, silent by default: count
+ * the spans it gave up on, and say so in the log (at most every 10 s). Their reservations are
+ * settled by the sweeper, at the reserved amount.
+ */
+function countingFailures(exporter: SpanExporter, registry: Registry, logger: (message: string) => void): SpanExporter {
+  const dropped = new Counter({
+    name: METRIC_DROPPED_SPANS,
+    help: 'Billing spans the exporter gave up delivering; their reservations settle through the sweeper.',
+    registers: [registry],
+  });
+  let lastLog = -Infinity;
+  return {
+    export: (spans, done) =>
+      exporter.export(spans, (result) => {
+        if (result.code !== ExportResultCode.SUCCESS) {
+          dropped.inc(spans.length);
+          if (performance.now() - lastLog > 10_000) {
+            lastLog = performance.now();
+            logger(`tollgate: ${spans.length} billing spans could not be exported (${result.error?.message ?? 'unknown error'}); the sweeper will settle their reservations at the reserved amount`);
+          }
+        }
+        done(result);
+      }),
+    shutdown: () => exporter.shutdown(),
+    forceFlush: () => exporter.forceFlush?.() ?? Promise.resolve(),
+  };
 }

@@ -66,6 +66,8 @@ export const METRIC_REQUEST_DURATION = 'tollgate_request_duration_seconds' as co
 export const METRIC_TIME_TO_FIRST_BYTE = 'tollgate_time_to_first_byte_seconds' as const;
 /** Frames the usage parser gave up on (oversized or malformed); the bytes still reached the client. */
 export const METRIC_PARSE_ERRORS = 'tollgate_usage_parse_errors_total' as const;
+/** Billing spans the exporter could not deliver (gave up retrying): settled by the sweeper only. */
+export const METRIC_DROPPED_SPANS = 'tollgate_billing_spans_dropped_total' as const;
 /** Billing spans that came out non-recording (a sampler dropped them): settled by the sweeper only. */
 export const METRIC_UNRECORDED_SPANS = 'tollgate_billing_spans_unrecorded_total' as const;
 /** Requests forwarded without a reservation because the ledger was down (ledgerOutage 'forward'). */
@@ -122,7 +124,8 @@ export type RejectionReason = (typeof REJECTION_REASONS)[number];
  *   tollgate_reserved_credits_total{provider,model}, tollgate_cost_credits_total{provider,model}
  *   tollgate_usage_tokens_total{provider,model,type}, tollgate_overruns_total{provider,model}
  *   tollgate_usage_missing_total{provider,model}, tollgate_reservation_rejections_total{reason}
- *   tollgate_usage_parse_errors_total{provider}, tollgate_unmetered_requests_total{provider}
+ *   tollgate_usage_parse_errors_total{provider}, tollgate_unmetered_requests_total{provider},
+ *   tollgate_billing_spans_dropped_total (the standalone server's span exporter)
  *   tollgate_request_duration_seconds{provider,outcome}, tollgate_time_to_first_byte_seconds{provider}
  *     (histograms)
  *   tollgate_settlements_total{result}; tollgate_settled_credits_total,

@@ -5,19 +5,19 @@
  * between receiving a batch and committing it.
  */
 import { expect } from 'chai';
-import { spawn, type ChildProcess } from 'node:child_process';
 import OpenAI from 'openai';
 import Anthropic from '@anthropic-ai/sdk';
 import pg from 'pg';
 import { parseServeArgs, startGatewayServer, type RunningGateway } from '../../cli/serve.js';
 import { openLedger } from '../../ledger/index.js';
-import type { Ledger, StatementLine } from '../../ledger/types.js';
 import { exportSpans, billingAttributes } from '../collector/helpers.js';
 import { createSchema, DATABASE_URL } from '../ledger/databases.js';
 import { TEST_PRICING, writeTestPricingFile } from '../support/pricing.js';
 import { anthropicStream, chatStream, JSON_HEADERS, responsesStream, SSE_HEADERS } from '../support/provider-streams.js';
+import { ledgerUrl as processLedgerUrl, startTollgate, type TollgateProcess } from '../support/processes.js';
 import { startUpstream, type ReceivedRequest, type Reply, type Upstream } from '../support/upstream.js';
 import { splitRandomly } from '../support/chunking.js';
+import { checkBalances, waitUntilSettled, type Expectation } from '../support/settlement.js';
 
 const TEXT = 'Every micro-credit accounted for. ' + 'Streaming text. '.repeat(40);
 const INITIAL = 10_000_000; // 10 credits per account
@@ -49,12 +49,6 @@ function scenarioReply(request: ReceivedRequest): Reply {
         ? stream(anthropicStream(TEXT, { input: 1600, cached: 300, cacheCreation: 100, output: 250 }))
         : stream(chatStream(TEXT, undefined));
   }
-}
-
-interface Expectation {
-  account: string;
-  /** The charge of each request, from its reservation line: a number, or 'reserved'. */
-  charges: Array<number | 'reserved'>;
 }
 
 /** Drives the mix through the gateway with the official SDKs; one account per kind of request. */
@@ -117,36 +111,6 @@ async function driveTraffic(gatewayUrl: string, keys: Record<string, string>): P
 
 const ACCOUNTS = ['completed', 'incomplete', 'failed', 'overrun', 'cancelled', 'upstream_error', 'missing', 'anthropic'];
 
-async function waitUntilSettled(ledger: Ledger, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while ((await ledger.openReservations()) > 0) {
-    if (Date.now() > deadline) throw new Error(`${await ledger.openReservations()} reservations still open`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
-
-/** Every reservation charged once as expected, and every balance exact to the micro-credit. */
-async function checkBalances(ledger: Ledger, expectations: Expectation[]): Promise<void> {
-  for (const { account, charges } of expectations) {
-    const statement = await ledger.statement(account);
-    const chargeLines = statement.filter((line: StatementLine) => line.kind === 'charge');
-    expect(chargeLines, `${account}: one charge line per request`).to.have.length(charges.length);
-    expect(new Set(chargeLines.map((line) => line.reservationId)).size).to.equal(charges.length);
-    const actual = chargeLines.map((line) => 0 - line.amount).sort((a, b) => a - b);
-    const expected = charges
-      .map((charge, i) => (charge === 'reserved' ? chargeLines[i]!.reserved! : charge))
-      .sort((a, b) => a - b);
-    expect(actual, `${account}: charges`).to.deep.equal(expected);
-    const total = expected.reduce((sum, charge) => sum + charge, 0);
-    expect(await ledger.account(account), account).to.deep.equal({
-      accountId: account,
-      balance: INITIAL - total,
-      held: 0,
-      available: INITIAL - total,
-    });
-  }
-}
-
 const seedAccounts = () => ACCOUNTS.map((id) => ({ id, key: `tg-e2e-${id}`, amount: INITIAL }));
 const keysOf = () => Object.fromEntries(ACCOUNTS.map((id) => [id, `tg-e2e-${id}`]));
 
@@ -171,7 +135,7 @@ describe('end to end: SDK → gateway → settlement → ledger', function () {
       });
       const expectations = await driveTraffic(gateway.url, keysOf());
       await waitUntilSettled(gateway.ledger);
-      await checkBalances(gateway.ledger, expectations);
+      await checkBalances(gateway.ledger, expectations, INITIAL);
       const overrun = (await gateway.ledger.statement('overrun')).find((line) => line.kind === 'overrun');
       expect(overrun?.overrun).to.be.greaterThan(0);
     } finally {
@@ -180,7 +144,7 @@ describe('end to end: SDK → gateway → settlement → ledger', function () {
   });
 
   describe('across processes on PostgreSQL', function () {
-    const children: ChildProcess[] = [];
+    const children: TollgateProcess[] = [];
     let schema: Awaited<ReturnType<typeof createSchema>> | undefined;
     let ledgerUrl = '';
 
@@ -190,11 +154,13 @@ describe('end to end: SDK → gateway → settlement → ledger', function () {
         this.skip();
       }
       schema = await createSchema(DATABASE_URL);
-      const search = (schema.config().options ?? '').toString();
-      ledgerUrl = `${DATABASE_URL}${DATABASE_URL.includes('?') ? '&' : '?'}options=${encodeURIComponent(search)}`;
+      ledgerUrl = processLedgerUrl(DATABASE_URL, schema.config());
     });
-    afterEach(() => {
-      for (const child of children.splice(0)) child.kill('SIGKILL');
+    afterEach(async () => {
+      for (const child of children.splice(0)) {
+        await child.stop('SIGKILL');
+        child.cleanup();
+      }
     });
     after(async () => {
       await schema?.drop();
@@ -202,13 +168,13 @@ describe('end to end: SDK → gateway → settlement → ledger', function () {
 
     it('gateway and settlement as separate processes: every balance exact', async () => {
       const pricing = writeTestPricingFile();
-      const settle = await startProcess(['settle', '--port', '0', '--ledger', ledgerUrl, '--pricing', pricing], {
-        TOLLGATE_SETTLEMENT_TOKENS: 'settle-token',
+      const settle = await startTollgate('settle', ['--port', '0', '--ledger', ledgerUrl, '--pricing', pricing], {
+        env: { TOLLGATE_SETTLEMENT_TOKENS: 'settle-token' },
       });
-      children.push(settle.child);
-      const serve = await startProcess(
+      children.push(settle);
+      const serve = await startTollgate(
+        'serve',
         [
-          'serve',
           '--port',
           '0',
           '--ledger',
@@ -223,14 +189,14 @@ describe('end to end: SDK → gateway → settlement → ledger', function () {
           `${settle.url}/v1/traces`,
           ...seedAccounts().flatMap(({ id, key }) => ['--account', `${id}:${key}:${INITIAL / 1e6}`]),
         ],
-        { TOLLGATE_OTLP_TOKEN: 'settle-token' },
+        { env: { TOLLGATE_OTLP_TOKEN: 'settle-token' } },
       );
-      children.push(serve.child);
+      children.push(serve);
       const expectations = await driveTraffic(serve.url, keysOf());
       const ledger = await openLedger(ledgerUrl);
       try {
         await waitUntilSettled(ledger);
-        await checkBalances(ledger, expectations);
+        await checkBalances(ledger, expectations, INITIAL);
       } finally {
         await ledger.close();
       }
@@ -250,17 +216,17 @@ describe('end to end: SDK → gateway → settlement → ledger', function () {
         }
         // Each span: 1000 input × 2 + 200 output × 8 = 3,600 µcr (gpt-4.1 in the test table)
         const spans = reservations.map((reservation) => billingAttributes(reservation, { 'gen_ai.request.model': 'gpt-4.1' }));
-        const settle = await startProcess(['settle', '--port', '0', '--ledger', ledgerUrl, '--pricing', writeTestPricingFile()], {
-          TOLLGATE_SETTLEMENT_TOKENS: 'crash-token',
+        const settle = await startTollgate('settle', ['--port', '0', '--ledger', ledgerUrl, '--pricing', writeTestPricingFile()], {
+          env: { TOLLGATE_SETTLEMENT_TOKENS: 'crash-token' },
         });
-        children.push(settle.child);
+        children.push(settle);
 
         // Hold the account row: the settlement transaction gets as far as it can and waits on it.
         await blocker.query('BEGIN');
         await blocker.query(`SELECT 1 FROM accounts WHERE id = 'crash' FOR UPDATE`);
         const sent = exportSpans(`${settle.url}/v1/traces`, 'protobuf', spans, { token: 'crash-token', processor: 'batch' });
         await waitFor(async () => (await waitingOnLocks(blocker)) > 0, 10_000);
-        settle.child.kill('SIGKILL');
+        await settle.stop('SIGKILL');
         await blocker.query('ROLLBACK');
         await sent;
         // Nothing half-applied: the killed transaction rolled back with its connection.
@@ -268,10 +234,10 @@ describe('end to end: SDK → gateway → settlement → ledger', function () {
         expect(await ledger.account('crash')).to.deep.include({ balance: INITIAL, held: 500_000 });
 
         // The Collector resends what was not acknowledged; here, the same spans again, twice.
-        const restarted = await startProcess(['settle', '--port', '0', '--ledger', ledgerUrl, '--pricing', writeTestPricingFile()], {
-          TOLLGATE_SETTLEMENT_TOKENS: 'crash-token',
+        const restarted = await startTollgate('settle', ['--port', '0', '--ledger', ledgerUrl, '--pricing', writeTestPricingFile()], {
+          env: { TOLLGATE_SETTLEMENT_TOKENS: 'crash-token' },
         });
-        children.push(restarted.child);
+        children.push(restarted);
         for (let i = 0; i < 2; i++) {
           const run = await exportSpans(`${restarted.url}/v1/traces`, 'protobuf', spans, { token: 'crash-token', processor: 'batch' });
           expect(run.results.every((result) => result.code === 0)).to.equal(true);
@@ -300,27 +266,4 @@ async function waitFor(condition: () => Promise<boolean>, timeoutMs: number): Pr
 async function waitingOnLocks(client: pg.Client): Promise<number> {
   const { rows } = await client.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock'`);
   return rows[0].n as number;
-}
-
-/** Starts `tollgate …` and resolves with the URL it printed once it listens. */
-function startProcess(args: string[], env: Record<string, string>): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', new URL('../../cli/main.ts', import.meta.url).pathname, ...args], {
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let output = '';
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`tollgate ${args[0]} did not start:\n${output}`)), 30_000);
-    const onData = (data: Buffer) => {
-      output += data.toString();
-      const match = /listening on (http:\/\/[^\s/]+)/.exec(output);
-      if (match) {
-        clearTimeout(timer);
-        resolve({ child, url: match[1]! });
-      }
-    };
-    child.stdout!.on('data', onData);
-    child.stderr!.on('data', onData);
-    child.once('exit', (code) => reject(new Error(`tollgate ${args[0]} exited with ${code}:\n${output}`)));
-  });
 }

@@ -1,0 +1,64 @@
+/**
+ * The standalone server's own plumbing: where billing spans go, what happens when they cannot be
+ * delivered, and /metrics on a listener of its own.
+ */
+import { expect } from 'chai';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { parseServeArgs, startGatewayServer } from '../../cli/serve.js';
+import { tracesUrl } from '../../cli/tracing.js';
+import { post } from '../support/http.js';
+import { writeTestPricingFile } from '../support/pricing.js';
+import { responsesStream, SSE_HEADERS } from '../support/provider-streams.js';
+import { startUpstream } from '../support/upstream.js';
+
+describe('tollgate serve', function () {
+  it('takes --otlp-endpoint as a base URL or as the full traces URL', () => {
+    expect(tracesUrl('http://collector:4318')).to.equal('http://collector:4318/v1/traces');
+    expect(tracesUrl('http://collector:4318/')).to.equal('http://collector:4318/v1/traces');
+    expect(tracesUrl('http://collector:4318/v1/traces')).to.equal('http://collector:4318/v1/traces');
+    expect(tracesUrl('https://example.test/custom/path')).to.equal('https://example.test/custom/path');
+  });
+
+  it('counts and logs billing spans it could not deliver; serves /metrics on --metrics-port', async () => {
+    // A span endpoint that refuses everything permanently (400: the exporter does not retry).
+    const paths: string[] = [];
+    const refusing = http.createServer((req, res) => {
+      paths.push(req.url ?? '');
+      req.resume();
+      res.writeHead(400).end();
+    });
+    await new Promise<void>((resolve) => refusing.listen(0, '127.0.0.1', resolve));
+    const endpoint = `http://127.0.0.1:${(refusing.address() as AddressInfo).port}`;
+    const upstream = await startUpstream();
+    upstream.reply({ headers: SSE_HEADERS, chunks: [responsesStream('lost span', { input: 1, output: 1 })] });
+    const warnings: string[] = [];
+    const warn = console.warn;
+    console.warn = (message: string) => warnings.push(message);
+    const gateway = await startGatewayServer({
+      ...parseServeArgs(['--port', '0', '--ledger', 'memory://', '--otlp-endpoint', endpoint, '--metrics-port', '0', '--pricing', writeTestPricingFile()], {}),
+      openaiUpstream: upstream.url,
+      accounts: [{ id: 'acct', key: 'tg-serve-test', amount: 10_000_000 }],
+    });
+    try {
+      const res = await post(`${gateway.url}/v1/responses`, JSON.stringify({ model: 'gpt-4.1', stream: true }), { authorization: 'Bearer tg-serve-test' });
+      expect(res.status).to.equal(200);
+      expect(gateway.metricsUrl).not.to.equal(`${gateway.url}/metrics`);
+      const onGateway = await fetch(`${gateway.url}/metrics`);
+      expect(onGateway.status).to.equal(404);
+      let text = '';
+      for (let i = 0; i < 50 && !/tollgate_billing_spans_dropped_total 1/.test(text); i++) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        text = await (await fetch(gateway.metricsUrl)).text();
+      }
+      expect(text).to.match(/^tollgate_billing_spans_dropped_total 1$/m);
+      expect(paths).to.deep.equal(['/v1/traces']);
+      expect(warnings.join('\n')).to.match(/1 billing spans could not be exported/);
+    } finally {
+      console.warn = warn;
+      await gateway.close();
+      await upstream.close();
+      refusing.close();
+    }
+  });
+});
