@@ -10,6 +10,7 @@ import { createSettlementServer, startSweeper } from '../collector/index.js';
 import { openLedger } from '../ledger/index.js';
 import { defaultPricing } from '../plugin/default-pricing.js';
 import { loadPricing } from '../plugin/pricing.js';
+import { parseSigningKeys } from '../plugin/signing.js';
 import { runAdminCommand } from './admin.js';
 import { parseDemoArgs, runDemo } from './demo.js';
 import { DEFAULT_LEDGER_DIR, parseServeArgs, startGatewayServer, UsageError } from './serve.js';
@@ -25,11 +26,13 @@ Commands:
             --upstream-connect-timeout MS (10000) --upstream-idle-timeout MS (600000)
             --ledger-outage reject|forward (reject: 503 while the ledger is down)
             --metrics-port N --metrics-host ADDR (serve /metrics on its own listener)
-            env: OPENAI_API_KEY, ANTHROPIC_API_KEY, DATABASE_URL, TOLLGATE_OTLP_TOKEN
+            env: OPENAI_API_KEY, ANTHROPIC_API_KEY, DATABASE_URL, TOLLGATE_OTLP_TOKEN,
+                 TOLLGATE_SPAN_SIGNING_KEY (ID:SECRET: signs billing spans for settlement)
   settle    Run the settlement processor alone (POST /v1/traces, GET /metrics)
             --port 4318 --host 127.0.0.1 --ledger URL|DIR --pricing FILE (repeatable)
             --overrun-policy cap|charge --sweep-interval SECONDS (10)
-            env: TOLLGATE_SETTLEMENT_TOKENS (comma-separated; required), DATABASE_URL
+            env: TOLLGATE_SETTLEMENT_TOKENS (comma-separated; required), DATABASE_URL,
+                 TOLLGATE_SPAN_SIGNING_KEYS (ID:SECRET,…: spans must be signed with one of them)
   demo      Try it all on this machine: a simulated OpenAI upstream, the gateway and settlement on an
             in-memory ledger, a few hundred mixed requests, then a settlement report
             --requests N (300) --seed S (1) --concurrency N (8) --json
@@ -98,9 +101,13 @@ async function settle(argv: string[]): Promise<void> {
   if (policy !== 'cap' && policy !== 'charge') throw new UsageError(`--overrun-policy must be cap or charge, got ${JSON.stringify(policy)}`);
   const ledger = await openLedger(values.ledger ?? (process.env.DATABASE_URL || DEFAULT_LEDGER_DIR));
   const pricing = values.pricing!.length > 0 ? await Promise.all(values.pricing!.map(loadPricing)) : [defaultPricing()];
+  const signingKeys = parseSigningKeys(process.env.TOLLGATE_SPAN_SIGNING_KEYS ?? '', 'TOLLGATE_SPAN_SIGNING_KEYS');
+  if (signingKeys.length === 0) {
+    console.warn('tollgate settle: TOLLGATE_SPAN_SIGNING_KEYS is not set: billing spans are accepted unsigned');
+  }
   // One registry for the endpoint's and the sweeper's metrics: /metrics shows both.
   const registry = new Registry();
-  const server = createSettlementServer({ ledger, pricing, tokens, overrunPolicy: policy, registry });
+  const server = createSettlementServer({ ledger, pricing, tokens, signingKeys, overrunPolicy: policy, registry });
   const sweepSeconds = Number(values['sweep-interval']);
   if (!Number.isSafeInteger(sweepSeconds) || sweepSeconds <= 0) {
     throw new UsageError(`--sweep-interval must be a positive integer, got ${JSON.stringify(values['sweep-interval'])}`);

@@ -15,6 +15,7 @@ import { creditsToMicros } from '../ledger/money.js';
 import type { Ledger, OverrunPolicy } from '../ledger/types.js';
 import { defaultPricing } from '../plugin/default-pricing.js';
 import { loadPricing } from '../plugin/pricing.js';
+import { parseSigningKeys, type SigningKey } from '../plugin/signing.js';
 import { tollgate } from '../plugin/index.js';
 import { billingTracing } from './tracing.js';
 
@@ -39,6 +40,8 @@ export interface ServeConfig {
   /** Send billing spans here (a Collector) instead of settling in this process. */
   otlpEndpoint: string | undefined;
   otlpToken: string | undefined;
+  /** Signs billing spans (TOLLGATE_SPAN_SIGNING_KEY=ID:SECRET); generated per process when settling in-process. */
+  spanSigningKey: SigningKey | undefined;
   overrunPolicy: OverrunPolicy;
   chatUsage: 'reserve' | 'inject';
   ledgerOutage: 'reject' | 'forward';
@@ -119,6 +122,7 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv): ServeCon
     ledger: values.ledger ?? (env.DATABASE_URL || DEFAULT_LEDGER_DIR),
     otlpEndpoint: values['otlp-endpoint'],
     otlpToken: env.TOLLGATE_OTLP_TOKEN || undefined,
+    spanSigningKey: env.TOLLGATE_SPAN_SIGNING_KEY ? parseSigningKeys(env.TOLLGATE_SPAN_SIGNING_KEY, 'TOLLGATE_SPAN_SIGNING_KEY')[0] : undefined,
     overrunPolicy: oneOf('overrun-policy', values['overrun-policy'], ['cap', 'charge'], 'cap'),
     chatUsage: oneOf('chat-usage', values['chat-usage'], ['reserve', 'inject'], 'reserve'),
     ledgerOutage: oneOf('ledger-outage', values['ledger-outage'], ['reject', 'forward'], 'reject'),
@@ -175,15 +179,18 @@ export async function startGatewayServer(config: ServeConfig): Promise<RunningGa
   let settlement: { server: Server; sweeper: Sweeper; url: string } | undefined;
   let otlpEndpoint = config.otlpEndpoint;
   let otlpToken = config.otlpToken;
+  let spanSigningKey = config.spanSigningKey;
   if (otlpEndpoint === undefined) {
-    // Loopback only, and still authenticated: any local process could otherwise post spans.
+    // Loopback only, and still authenticated and signed: any local process could otherwise post spans.
     otlpToken = randomBytes(32).toString('base64url');
+    spanSigningKey ??= { id: 'in-process', secret: randomBytes(32).toString('base64url') };
     const settlementRegistry = new Registry();
     registries.push(settlementRegistry);
     const server = createSettlementServer({
       ledger,
       pricing: [pricing],
       tokens: [otlpToken],
+      signingKeys: [spanSigningKey],
       overrunPolicy: config.overrunPolicy,
       registry: settlementRegistry,
     });
@@ -208,6 +215,7 @@ export async function startGatewayServer(config: ServeConfig): Promise<RunningGa
     upstreamConnectTimeoutMs: config.upstreamConnectTimeoutMs,
     upstreamIdleTimeoutMs: config.upstreamIdleTimeoutMs,
     tracerProvider: tracing.provider,
+    spanSigningKey,
     registry: registries[0],
   });
   const metrics = Registry.merge(registries);

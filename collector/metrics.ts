@@ -14,6 +14,7 @@ import {
   METRIC_SETTLED_CREDITS,
   METRIC_SETTLEMENT_LAG,
   METRIC_SETTLEMENTS,
+  SETTLEMENT_RESULTS,
   type SettlementResultLabel,
 } from '../plugin/semconv.js';
 
@@ -49,7 +50,7 @@ function createSettlementMetrics(registry: Registry): SettlementMetrics {
   const registers = [registry];
   const settlements = new Counter({
     name: METRIC_SETTLEMENTS,
-    help: 'Settlement results: per reservation (settled, corrected, duplicate, expired, unknown_reservation, account_mismatch) or per span (invalid, unknown_pricing_version, error).',
+    help: 'Settlement results: per reservation (settled, corrected, duplicate, expired, unknown_reservation, account_mismatch) or per span (invalid, invalid_signature, unknown_pricing_version, error).',
     labelNames: ['result'] as const,
     registers,
   });
@@ -71,6 +72,9 @@ function createSettlementMetrics(registry: Registry): SettlementMetrics {
     help: 'Reservations not yet settled, as of the last sweep.',
     registers,
   });
+  // A labelled series exists only from its first increment, which rate()/increase() never
+  // count: start every known result at 0 so that a first rejection or error shows.
+  for (const result of SETTLEMENT_RESULTS) settlements.inc({ result }, 0);
   return {
     count: (result, n = 1) => settlements.inc({ result }, n),
     recordOutcome(outcome) {

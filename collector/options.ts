@@ -5,7 +5,8 @@
 import { Registry } from 'prom-client';
 import type { Ledger, OverrunPolicy } from '../ledger/types.js';
 import type { PricingTable } from '../plugin/pricing.js';
-import { pricingCatalogue, type PricingCatalogue } from './records.js';
+import { checkSigningKey, type SigningKey } from '../plugin/signing.js';
+import { pricingCatalogue, type PricingCatalogue, type SigningKeys } from './records.js';
 
 export interface SettlementServerOptions {
   /** The ledger reservations are settled in. Required. */
@@ -23,6 +24,12 @@ export interface SettlementServerOptions {
   auth?: 'bearer' | 'none';
   /** Accepted bearer tokens; several at once allow rotation. Required (non-empty) with auth 'bearer'. */
   tokens?: string[];
+  /**
+   * Keys the gateways sign billing spans with (plugin/signing.ts). When given, a billing span
+   * that is unsigned, altered, or signed with another key is rejected (invalid_signature). Give
+   * two during a rotation. Default: none — spans are not required to be signed.
+   */
+  signingKeys?: SigningKey[];
   /** What a cost above the reservation does: 'cap' (default) charges the reserved amount, 'charge' all of it. */
   overrunPolicy?: OverrunPolicy;
   /** Largest request body in bytes, compressed and after decompression. Default 20 MiB (the OTLP spec's advice). */
@@ -58,6 +65,7 @@ export interface SweeperOptions {
 export interface ResolvedServerOptions {
   ledger: Ledger;
   catalogue: PricingCatalogue;
+  signingKeys: SigningKeys;
   /** Empty with auth 'none'. */
   tokens: string[];
   overrunPolicy: OverrunPolicy;
@@ -112,6 +120,7 @@ export function parseServerOptions(options: SettlementServerOptions): ResolvedSe
   return {
     ledger: ledger(options.ledger),
     catalogue: pricingCatalogue(options.pricing),
+    signingKeys: signingKeys(options.signingKeys),
     tokens,
     overrunPolicy: policy,
     maxBodyBytes: positiveInteger('maxBodyBytes', options.maxBodyBytes, 20 * 1024 * 1024),
@@ -147,6 +156,19 @@ function positiveInteger(name: string, value: unknown, fallback: number): number
     throw new SettlementOptionError(name, value, 'a positive integer');
   }
   return value;
+}
+
+function signingKeys(keys: SigningKey[] | undefined): SigningKeys {
+  if (keys === undefined) return new Map();
+  if (!Array.isArray(keys)) throw new SettlementOptionError('signingKeys', keys, 'an array of {id, secret}');
+  for (const key of keys) {
+    try {
+      checkSigningKey(key, 'signingKeys');
+    } catch (error) {
+      throw new SettlementOptionError('signingKeys', key?.id, `valid keys (${(error as Error).message})`);
+    }
+  }
+  return new Map(keys.map((key) => [key.id, key.secret]));
 }
 
 function errorHandler(value: ((error: unknown) => void) | undefined): (error: unknown) => void {

@@ -31,23 +31,24 @@ import { costOf, type PricingTable } from '../plugin/pricing.js';
 import {
   ATTR_GEN_AI_PROVIDER_NAME,
   ATTR_GEN_AI_REQUEST_MODEL,
-  ATTR_GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS,
-  ATTR_GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS,
   ATTR_GEN_AI_USAGE_INPUT_TOKENS,
   ATTR_GEN_AI_USAGE_OUTPUT_TOKENS,
-  ATTR_GEN_AI_USAGE_REASONING_OUTPUT_TOKENS,
   ATTR_HTTP_RESPONSE_STATUS_CODE,
   ATTR_TOLLGATE_ACCOUNT_ID,
   ATTR_TOLLGATE_OUTCOME,
   ATTR_TOLLGATE_PRICING_VERSION,
   ATTR_TOLLGATE_RESERVATION_AMOUNT,
   ATTR_TOLLGATE_RESERVATION_ID,
+  ATTR_TOLLGATE_SIGNATURE,
+  ATTR_TOLLGATE_SIGNATURE_KEY_ID,
   ATTR_TOLLGATE_USAGE_SOURCE,
   OUTCOMES,
+  USAGE_ATTRIBUTES,
   USAGE_SOURCES,
   type Outcome,
   type UsageSource,
 } from '../plugin/semconv.js';
+import { SIGNED_ATTRIBUTES, verifySignature } from '../plugin/signing.js';
 import type { Usage } from '../plugin/usage/types.js';
 import { AttributeKeys, type AttributeValue, type OtlpSpan } from './otlp.js';
 
@@ -58,39 +59,31 @@ export function pricingCatalogue(tables: Iterable<PricingTable>): PricingCatalog
   return new Map([...tables].map((table) => [table.version, table]));
 }
 
+export type SpanRejection = 'invalid' | 'invalid_signature' | 'unknown_pricing_version';
+
 export type SpanVerdict =
   | { kind: 'settle'; request: SettlementRequest }
-  | { kind: 'reject'; result: 'invalid' | 'unknown_pricing_version'; message: string }
+  | { kind: 'reject'; result: SpanRejection; message: string }
   | { kind: 'ignore' };
 
-/** The usage attributes, by the Usage field they fill. */
-const USAGE_ATTRIBUTES: ReadonlyArray<[keyof Usage, string]> = [
-  ['inputTokens', ATTR_GEN_AI_USAGE_INPUT_TOKENS],
-  ['outputTokens', ATTR_GEN_AI_USAGE_OUTPUT_TOKENS],
-  ['cacheReadInputTokens', ATTR_GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS],
-  ['cacheCreationInputTokens', ATTR_GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS],
-  ['reasoningOutputTokens', ATTR_GEN_AI_USAGE_REASONING_OUTPUT_TOKENS],
-];
+/**
+ * Every attribute settlement reads: what the gateway signs, and the signature itself. What the
+ * decoder keeps of a span.
+ */
+export const SETTLEMENT_ATTRIBUTES = new AttributeKeys([...SIGNED_ATTRIBUTES, ATTR_TOLLGATE_SIGNATURE, ATTR_TOLLGATE_SIGNATURE_KEY_ID]);
 
-/** Every attribute toSettlement reads: what the decoder keeps of a span. */
-export const SETTLEMENT_ATTRIBUTES = new AttributeKeys([
-  ATTR_TOLLGATE_RESERVATION_ID,
-  ATTR_TOLLGATE_ACCOUNT_ID,
-  ATTR_TOLLGATE_RESERVATION_AMOUNT,
-  ATTR_TOLLGATE_OUTCOME,
-  ATTR_TOLLGATE_USAGE_SOURCE,
-  ATTR_TOLLGATE_PRICING_VERSION,
-  ATTR_HTTP_RESPONSE_STATUS_CODE,
-  ATTR_GEN_AI_PROVIDER_NAME,
-  ATTR_GEN_AI_REQUEST_MODEL,
-  ...USAGE_ATTRIBUTES.map(([, name]) => name),
-]);
+/** The keys billing spans must be signed with, by id; empty: spans are not required to be signed. */
+export type SigningKeys = ReadonlyMap<string, string>;
 
 class InvalidSpan extends Error {}
 
-export function toSettlement(span: OtlpSpan, catalogue: PricingCatalogue): SpanVerdict {
+export function toSettlement(span: OtlpSpan, catalogue: PricingCatalogue, signingKeys: SigningKeys = new Map()): SpanVerdict {
   const attributes = span.attributes;
   if (!attributes.has(ATTR_TOLLGATE_RESERVATION_ID)) return { kind: 'ignore' };
+  if (signingKeys.size > 0) {
+    const problem = signatureProblem(attributes, signingKeys);
+    if (problem !== undefined) return reject(span, 'invalid_signature', problem);
+  }
   try {
     const reservationId = text(attributes, ATTR_TOLLGATE_RESERVATION_ID);
     const accountId = text(attributes, ATTR_TOLLGATE_ACCOUNT_ID);
@@ -135,7 +128,17 @@ export function toSettlement(span: OtlpSpan, catalogue: PricingCatalogue): SpanV
   }
 }
 
-function reject(span: OtlpSpan, result: 'invalid' | 'unknown_pricing_version', reason: string): SpanVerdict {
+/** Why a span's signature does not hold, or undefined when it does. */
+function signatureProblem(attributes: ReadonlyMap<string, AttributeValue>, keys: SigningKeys): string | undefined {
+  const claimed = attributes.get(ATTR_TOLLGATE_SIGNATURE);
+  const keyId = attributes.get(ATTR_TOLLGATE_SIGNATURE_KEY_ID);
+  if (typeof claimed !== 'string' || typeof keyId !== 'string') return 'is not signed';
+  const secret = keys.get(keyId);
+  if (secret === undefined) return `is signed with key ${JSON.stringify(keyId)}, which settlement does not have`;
+  return verifySignature((name) => attributes.get(name), claimed, secret) ? undefined : 'has a signature that does not match its attributes';
+}
+
+function reject(span: OtlpSpan, result: SpanRejection, reason: string): SpanVerdict {
   return { kind: 'reject', result, message: `span ${span.spanId || '(no id)'}: ${reason}` };
 }
 

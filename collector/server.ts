@@ -37,6 +37,7 @@ export function createSettlementHandler(options: SettlementServerOptions): Reque
   const context = {
     settle: groupCommit(resolved.ledger, resolved.overrunPolicy, resolved.maxBatchSpans),
     catalogue: resolved.catalogue,
+    signingKeys: resolved.signingKeys,
     metrics: settlementMetrics(registry),
   };
   const authorized = bearerCheck(resolved.tokens);

@@ -7,11 +7,12 @@ import type { SettlementRequest } from '../ledger/types.js';
 import type { Settle } from './group-commit.js';
 import type { SettlementMetrics } from './metrics.js';
 import type { OtlpSpan } from './otlp.js';
-import { toSettlement, type PricingCatalogue } from './records.js';
+import { toSettlement, type PricingCatalogue, type SigningKeys, type SpanRejection } from './records.js';
 
 export interface SettleContext {
   settle: Settle;
   catalogue: PricingCatalogue;
+  signingKeys: SigningKeys;
   metrics: SettlementMetrics;
 }
 
@@ -25,12 +26,12 @@ export type BatchResult =
 const MAX_MESSAGES = 10;
 
 export async function settleSpans(spans: readonly OtlpSpan[], context: SettleContext): Promise<BatchResult> {
-  const { settle, catalogue, metrics } = context;
+  const { settle, catalogue, signingKeys, metrics } = context;
   const requests: SettlementRequest[] = [];
   const messages: string[] = [];
-  const spanRejections: Array<'invalid' | 'unknown_pricing_version'> = [];
+  const spanRejections: SpanRejection[] = [];
   for (const span of spans) {
-    const verdict = toSettlement(span, catalogue);
+    const verdict = toSettlement(span, catalogue, signingKeys);
     if (verdict.kind === 'settle') {
       requests.push(verdict.request);
     } else if (verdict.kind === 'reject') {

@@ -169,7 +169,8 @@ describe('end to end: SDK → gateway → settlement → ledger', function () {
     it('gateway and settlement as separate processes: every balance exact', async () => {
       const pricing = writeTestPricingFile();
       const settle = await startTollgate('settle', ['--port', '0', '--ledger', ledgerUrl, '--pricing', pricing], {
-        env: { TOLLGATE_SETTLEMENT_TOKENS: 'settle-token' },
+        // Rotation: settlement holds the old and the new key; the gateway signs with the new one.
+        env: { TOLLGATE_SETTLEMENT_TOKENS: 'settle-token', TOLLGATE_SPAN_SIGNING_KEYS: 'old:old-secret-0123456789,new:new-secret-0123456789' },
       });
       children.push(settle);
       const serve = await startTollgate(
@@ -189,7 +190,7 @@ describe('end to end: SDK → gateway → settlement → ledger', function () {
           `${settle.url}/v1/traces`,
           ...seedAccounts().flatMap(({ id, key }) => ['--account', `${id}:${key}:${INITIAL / 1e6}`]),
         ],
-        { env: { TOLLGATE_OTLP_TOKEN: 'settle-token' } },
+        { env: { TOLLGATE_OTLP_TOKEN: 'settle-token', TOLLGATE_SPAN_SIGNING_KEY: 'new:new-secret-0123456789' } },
       );
       children.push(serve);
       const expectations = await driveTraffic(serve.url, keysOf());

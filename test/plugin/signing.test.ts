@@ -31,7 +31,7 @@ describe('signed billing spans', function () {
         const changed = { ...attributes, [name]: attributes[name] === undefined ? 1 : `${attributes[name]}0` };
         expect(verifySignature((n) => changed[n], claimed, key.secret), `changing ${name}`).to.equal(false);
       }
-      const removed = { ...attributes, [ATTR_GEN_AI_USAGE_INPUT_TOKENS]: undefined };
+      const removed: Record<string, unknown> = { ...attributes, [ATTR_GEN_AI_USAGE_INPUT_TOKENS]: undefined };
       expect(verifySignature((n) => removed[n], claimed, key.secret)).to.equal(false);
     } finally {
       await gateway.close();
