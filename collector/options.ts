@@ -5,6 +5,7 @@
 import { Registry } from 'prom-client';
 import type { Ledger, OverrunPolicy } from '../ledger/types.js';
 import type { PricingTable } from '../plugin/pricing.js';
+import { OptionError, positiveIntegerOption } from '../plugin/option-error.js';
 import { checkSigningKey, type SigningKey } from '../plugin/signing.js';
 import { pricingCatalogue, type PricingCatalogue, type SigningKeys } from './records.js';
 
@@ -85,14 +86,10 @@ export interface ResolvedSweeperOptions {
   onError: (error: unknown) => void;
 }
 
-export class SettlementOptionError extends Error {
+export class SettlementOptionError extends OptionError {
   readonly code = 'ERR_TOLLGATE_SETTLEMENT_OPTION';
-  constructor(
-    readonly option: string,
-    value: unknown,
-    expected: string,
-  ) {
-    super(`tollgate settlement: option ${option} must be ${expected}, got ${describe(value)}`);
+  constructor(option: string, value: unknown, expected: string) {
+    super('tollgate settlement', option, value, expected);
     this.name = 'SettlementOptionError';
   }
 }
@@ -151,11 +148,7 @@ function ledger(value: Ledger | undefined): Ledger {
 }
 
 function positiveInteger(name: string, value: unknown, fallback: number): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0) {
-    throw new SettlementOptionError(name, value, 'a positive integer');
-  }
-  return value;
+  return positiveIntegerOption(SettlementOptionError, name, value, fallback);
 }
 
 function signingKeys(keys: SigningKey[] | undefined): SigningKeys {
@@ -176,9 +169,3 @@ function errorHandler(value: ((error: unknown) => void) | undefined): (error: un
   return value ?? ((error) => console.error('tollgate settlement:', error));
 }
 
-function describe(value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value);
-  if (typeof value === 'number' || typeof value === 'boolean' || value == null) return String(value);
-  if (Array.isArray(value)) return `an array of ${value.length}`;
-  return typeof value;
-}

@@ -6,26 +6,17 @@ import { trace, type TracerProvider } from '@opentelemetry/api';
 import { Registry } from 'prom-client';
 import type { Ledger } from '../ledger/types.js';
 import { defaultPricing } from './default-pricing.js';
+import { OptionError, positiveIntegerOption } from './option-error.js';
 import type { PricingTable } from './pricing.js';
 import { checkSigningKey, type SigningKey } from './signing.js';
 import type { OutcomeRecord, TollgateOptions } from './types.js';
 
-export class TollgateOptionError extends Error {
+export class TollgateOptionError extends OptionError {
   readonly code = 'ERR_TOLLGATE_OPTION';
-  constructor(
-    readonly option: string,
-    value: unknown,
-    expected: string,
-  ) {
-    super(`tollgate: option ${option} must be ${expected}, got ${describe(value)}`);
+  constructor(option: string, value: unknown, expected: string) {
+    super('tollgate', option, value, expected);
     this.name = 'TollgateOptionError';
   }
-}
-
-function describe(value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value);
-  if (typeof value === 'number' || typeof value === 'boolean' || value == null) return String(value);
-  return typeof value;
 }
 
 export interface ResolvedOptions {
@@ -53,11 +44,7 @@ export interface ResolvedOptions {
 }
 
 function positiveInteger(name: string, value: unknown, fallback: number): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0) {
-    throw new TollgateOptionError(name, value, 'a positive integer');
-  }
-  return value;
+  return positiveIntegerOption(TollgateOptionError, name, value, fallback);
 }
 
 function atLeast(name: string, value: unknown, min: number, fallback: number): number {
