@@ -21,7 +21,8 @@ Commands:
   serve     Run the gateway (and, unless --otlp-endpoint is given, settlement in the same process)
             --port 8080 --host 127.0.0.1 --openai-upstream URL --anthropic-upstream URL
             --pricing FILE --account ID:KEY:CREDITS (repeatable) --ledger URL|DIR
-            --otlp-endpoint URL (base URL, or the full …/v1/traces) --sweep-interval SECONDS (10) --overrun-policy cap|charge --chat-usage reserve|inject
+            --otlp-endpoint URL (base URL, or the full …/v1/traces) --otlp-timeout SECONDS (30)
+            --sweep-interval SECONDS (10) --overrun-policy cap|charge --chat-usage reserve|inject
             --max-body-bytes N --reservation-ttl SECONDS --shutdown-timeout SECONDS (30)
             --upstream-connect-timeout MS (10000) --upstream-idle-timeout MS (600000)
             --ledger-outage reject|forward (reject: 503 while the ledger is down)

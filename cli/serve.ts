@@ -40,6 +40,8 @@ export interface ServeConfig {
   /** Send billing spans here (a Collector) instead of settling in this process. */
   otlpEndpoint: string | undefined;
   otlpToken: string | undefined;
+  /** How long one span export may keep retrying before its spans count as dropped. */
+  otlpTimeoutSeconds: number;
   /** Signs billing spans (TOLLGATE_SPAN_SIGNING_KEY=ID:SECRET); generated per process when settling in-process. */
   spanSigningKey: SigningKey | undefined;
   overrunPolicy: OverrunPolicy;
@@ -96,6 +98,7 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv): ServeCon
       account: { type: 'string', multiple: true, default: [] },
       ledger: { type: 'string' },
       'otlp-endpoint': { type: 'string' },
+      'otlp-timeout': { type: 'string', default: '30' },
       'overrun-policy': { type: 'string' },
       'chat-usage': { type: 'string' },
       'ledger-outage': { type: 'string' },
@@ -122,6 +125,7 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv): ServeCon
     ledger: values.ledger ?? (env.DATABASE_URL || DEFAULT_LEDGER_DIR),
     otlpEndpoint: values['otlp-endpoint'],
     otlpToken: env.TOLLGATE_OTLP_TOKEN || undefined,
+    otlpTimeoutSeconds: integer('otlp-timeout', values['otlp-timeout'])!,
     spanSigningKey: env.TOLLGATE_SPAN_SIGNING_KEY ? parseSigningKeys(env.TOLLGATE_SPAN_SIGNING_KEY, 'TOLLGATE_SPAN_SIGNING_KEY')[0] : undefined,
     overrunPolicy: oneOf('overrun-policy', values['overrun-policy'], ['cap', 'charge'], 'cap'),
     chatUsage: oneOf('chat-usage', values['chat-usage'], ['reserve', 'inject'], 'reserve'),
@@ -199,7 +203,13 @@ export async function startGatewayServer(config: ServeConfig): Promise<RunningGa
     settlement = { server, sweeper, url };
     otlpEndpoint = `${url}/v1/traces`;
   }
-  const tracing = billingTracing(otlpEndpoint, otlpToken, registries[0]!, (message) => console.warn(message));
+  const tracing = billingTracing({
+    endpoint: otlpEndpoint,
+    token: otlpToken,
+    timeoutMs: config.otlpTimeoutSeconds * 1000,
+    registry: registries[0]!,
+    logger: (message) => console.warn(message),
+  });
 
   const middleware = tollgate({
     ledger,

@@ -29,17 +29,26 @@ export function tracesUrl(endpoint: string): string {
   return url.toString();
 }
 
-export function billingTracing(
-  endpoint: string,
-  token: string | undefined,
-  registry: Registry,
-  logger: (message: string) => void,
-): BillingTracing {
+export interface BillingTracingOptions {
+  /** OTLP/HTTP endpoint: a base URL or the full traces URL. */
+  endpoint: string;
+  /** Bearer token for the endpoint (a Collector's, or in-process settlement's). */
+  token: string | undefined;
+  /**
+   * How long one export may take, retries included (the exporter retries 429/502/503/504 and
+   * network errors with back-off): long enough to ride out a Collector restart.
+   */
+  timeoutMs: number;
+  /** Where tollgate_billing_spans_dropped_total goes. */
+  registry: Registry;
+  logger: (message: string) => void;
+}
+
+export function billingTracing({ endpoint, token, timeoutMs, registry, logger }: BillingTracingOptions): BillingTracing {
   const exporter = new OTLPTraceExporter({
     url: tracesUrl(endpoint),
     headers: token ? { authorization: `Bearer ${token}` } : {},
-    // Rides out a Collector restart; the exporter retries 429/502/503/504 and network errors.
-    timeoutMillis: 30_000,
+    timeoutMillis: timeoutMs,
   });
   const provider = new BasicTracerProvider({
     sampler: new AlwaysOnSampler(),
