@@ -194,3 +194,27 @@ describe('revoked keys', function () {
     }
   });
 });
+
+describe('tenant isolation', function () {
+  it("a key reserves and is charged only on its own account, whatever the request claims", async () => {
+    const upstream = await startUpstream();
+    upstream.reply({ headers: SSE_HEADERS, chunks: [responsesStream('x', { input: 10, output: 20 })] });
+    const gateway = await startGateway(upstream.url, 5, { pricing: TEST_PRICING });
+    try {
+      const keyA = await gateway.account('tenant-a', 10_000_000);
+      await gateway.account('tenant-b', 10_000_000);
+      // Claims of another identity in the body, headers or query change nothing.
+      const claims = JSON.stringify({ model: 'gpt-4.1', stream: true, user: 'tenant-b', metadata: { account: 'tenant-b' } });
+      await post(`${gateway.url}/v1/responses?account=tenant-b`, claims, { authorization: `Bearer ${keyA}`, 'x-tollgate-account': 'tenant-b' });
+      const [record] = await gateway.waitForOutcomes(1);
+      expect(record!.accountId).to.equal('tenant-a');
+      // Two keys at once: x-api-key wins, and it is still a key, not an account name.
+      expect((await post(`${gateway.url}/v1/responses`, claims, { 'x-api-key': 'tenant-b', authorization: `Bearer ${keyA}` })).status).to.equal(401);
+      expect(await gateway.ledger.account('tenant-b')).to.deep.equal({ accountId: 'tenant-b', balance: 10_000_000, held: 0, available: 10_000_000 });
+      expect((await gateway.ledger.statement('tenant-b')).filter((line) => line.reservationId !== null)).to.have.length(0);
+    } finally {
+      await gateway.close();
+      await upstream.close();
+    }
+  });
+});
