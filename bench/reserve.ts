@@ -9,18 +9,21 @@
  * DATABASE_URL). See ../shared/BENCHMARKING.md for how to read them.
  */
 import { randomUUID } from 'node:crypto';
+import { resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { openPostgresLedger, type SqlLedger } from '../ledger/index.js';
 import type { SettlementRequest } from '../ledger/types.js';
 
-const POOL_SIZE = 16;
-const ROUNDS = 5;
-const ROUND_MS = 1_000;
-const WARM_UP_MS = 300;
-const ACCOUNTS = 1_000;
+/** Shared with bench/hot-account.ts, so that the two measure alike. */
+export const POOL_SIZE = 16;
+export const ROUNDS = 5;
+export const ROUND_MS = 1_000;
+export const WARM_UP_MS = 300;
+export const ACCOUNTS = 1_000;
 /** Micro-credits per reservation; accounts hold enough for any run. */
-const AMOUNT = 1_000;
+export const AMOUNT = 1_000;
 const SETTLE_BATCH = 1_000;
 const SETTLE_BATCHES_PER_ROUND = 5;
 
@@ -53,7 +56,7 @@ const SEED_RESERVATIONS = `
     FROM (SELECT account_id, sum(amount) AS total FROM seeded GROUP BY account_id) s
    WHERE a.id = s.account_id`;
 
-interface Sample {
+export interface Sample {
   perSecond: number;
   /** Milliseconds per operation (one reserve; one whole batch for settle). */
   latencies: number[];
@@ -62,7 +65,7 @@ interface Sample {
 }
 
 /** Runs `op` from `concurrency` loops for `duration` ms. */
-async function drive(concurrency: number, duration: number, op: () => Promise<unknown>): Promise<Sample> {
+export async function drive(concurrency: number, duration: number, op: () => Promise<unknown>): Promise<Sample> {
   const latencies: number[] = [];
   const cpu = process.cpuUsage();
   const started = performance.now();
@@ -81,12 +84,12 @@ async function drive(concurrency: number, duration: number, op: () => Promise<un
   return { perSecond: latencies.length / seconds, latencies, cpuPerOp: (used.user + used.system) / latencies.length };
 }
 
-function quantile(values: number[], q: number): number {
+export function quantile(values: number[], q: number): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
 }
 
-const median = (values: number[]) => quantile(values, 0.5);
+export const median = (values: number[]) => quantile(values, 0.5);
 const whole = (n: number) => Math.round(n).toLocaleString('en-US');
 const ms = (n: number) => n.toFixed(1);
 
@@ -276,4 +279,6 @@ async function main(): Promise<void> {
   }
 }
 
-await main();
+// Only when run (npm run bench, tsx bench/reserve.ts), not when bench/hot-account.ts imports the
+// measuring helpers above.
+if (process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) await main();

@@ -6,7 +6,7 @@
  */
 import { spawnSync } from 'node:child_process';
 
-const BENCHMARKS = ['extraction', 'proxy', 'reserve', 'settle', 'collector-path'];
+const BENCHMARKS = ['extraction', 'proxy', 'reserve', 'hot-account', 'settle', 'collector-path'];
 
 const chosen = process.argv.slice(2);
 for (const name of chosen.length > 0 ? chosen : BENCHMARKS) {

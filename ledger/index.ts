@@ -1,4 +1,4 @@
-import type { Ledger } from './types.js';
+import type { Ledger, LedgerOptions } from './types.js';
 import { invalidArgument } from './errors.js';
 import { openPgliteLedger } from './pglite.js';
 import { openPostgresLedger } from './postgres.js';
@@ -15,10 +15,11 @@ export { type AuditFinding, SqlLedger } from './sql-ledger.js';
  * Opens a ledger and brings its schema up to date. `url`: `postgres://…` or `postgresql://…` for
  * PostgreSQL (a pool of 10 connections); anything else is an embedded PGlite ledger — a data
  * directory, `file://DIRECTORY`, or `memory://` for one that lasts as long as the process.
+ * `options`: see LedgerOptions.
  */
-export async function openLedger(url: string): Promise<Ledger> {
+export async function openLedger(url: string, options: LedgerOptions = {}): Promise<Ledger> {
   if (typeof url !== 'string' || url.trim() === '') {
     throw invalidArgument('url', url, 'a postgres:// URL, a PGlite data directory or memory://');
   }
-  return /^postgres(ql)?:\/\//i.test(url) ? openPostgresLedger(url) : openPgliteLedger(url);
+  return /^postgres(ql)?:\/\//i.test(url) ? openPostgresLedger(url, options) : openPgliteLedger(url, options);
 }

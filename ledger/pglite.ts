@@ -12,13 +12,16 @@ import type { Driver, Session } from './driver.js';
 import { invalidArgument } from './errors.js';
 import { migrate } from './migrate.js';
 import { SqlLedger } from './sql-ledger.js';
+import type { LedgerOptions } from './types.js';
+import * as validate from './validate.js';
 
 /**
  * `dataDir`: a directory (created with its parents when missing), `file://` + a directory, or
  * `memory://` for a ledger that lives as long as the process. Or an open PGlite instance, which
- * the ledger uses but does not close.
+ * the ledger uses but does not close. `options`: see LedgerOptions.
  */
-export async function openPgliteLedger(dataDir: string | PGlite): Promise<SqlLedger> {
+export async function openPgliteLedger(dataDir: string | PGlite, options: LedgerOptions = {}): Promise<SqlLedger> {
+  validate.ledgerOptions(options);
   let db: PGlite;
   let owned: boolean;
   if (dataDir instanceof PGlite) {
@@ -39,7 +42,7 @@ export async function openPgliteLedger(dataDir: string | PGlite): Promise<SqlLed
   }
   const driver = pgliteDriver(db, owned);
   await migrate(driver);
-  return new SqlLedger(driver);
+  return new SqlLedger(driver, options);
 }
 
 function session(db: PGlite | Transaction): Session {

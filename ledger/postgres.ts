@@ -1,25 +1,32 @@
 /**
  * The PostgreSQL ledger, through a `pg` connection pool. Same migrations and statements as the
  * embedded ledger (sql-ledger.ts). Any number of gateway and settlement replicas may share one
- * database: reserve is one atomic statement, and settle and expire lock rows in a fixed order.
+ * database: reserve is one atomic statement (for one request, or for the group of requests on one
+ * account that arrived together: reserve-batcher.ts), and settle and expire lock rows in a fixed
+ * order.
  */
 import pg from 'pg';
 import type { Driver, Session } from './driver.js';
 import { invalidArgument } from './errors.js';
 import { migrate } from './migrate.js';
 import { SqlLedger } from './sql-ledger.js';
+import type { LedgerOptions } from './types.js';
+import * as validate from './validate.js';
 
 /**
  * `config`: a postgres:// URL, or a pg pool configuration (e.g. `max` for the pool size, default
- * 10, or `options: '-c search_path=SCHEMA'` to keep the ledger in its own schema).
+ * 10, or `options: '-c search_path=SCHEMA'` to keep the ledger in its own schema). `options`: see
+ * LedgerOptions (group commit for reserves on a hot account is on by default).
  */
-export async function openPostgresLedger(config: string | pg.PoolConfig): Promise<SqlLedger> {
+export async function openPostgresLedger(config: string | pg.PoolConfig, options: LedgerOptions = {}): Promise<SqlLedger> {
   if (typeof config === 'string') {
     if (!/^postgres(ql)?:\/\//i.test(config)) throw invalidArgument('url', config, 'a postgres:// or postgresql:// URL');
     config = { connectionString: config };
   } else if (config === null || typeof config !== 'object') {
     throw invalidArgument('config', config, 'a postgres:// URL or a pg PoolConfig');
   }
+  // Checked before any connection is opened.
+  validate.ledgerOptions(options);
   const pool = new pg.Pool(config);
   // An idle connection that breaks (server restart) is dropped by the pool and reported here;
   // without a listener it would crash the process. The next query fails or reconnects.
@@ -31,7 +38,7 @@ export async function openPostgresLedger(config: string | pg.PoolConfig): Promis
     await pool.end();
     throw error;
   }
-  return new SqlLedger(driver);
+  return new SqlLedger(driver, options);
 }
 
 /**

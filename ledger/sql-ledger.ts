@@ -5,15 +5,18 @@
 import type { Driver } from './driver.js';
 import { LedgerError } from './errors.js';
 import { generateKey, hashKey } from './keys.js';
+import { KeyedGroupCommit, type Settled } from './reserve-batcher.js';
 import { type LockedReservation, type ReservationState, SettlementWrites } from './settlement.js';
 import * as sql from './sql.js';
 import type {
   AccountBalance,
   EntryKind,
   Ledger,
+  LedgerOptions,
   OverrunPolicy,
   ReserveRequest,
   ReserveResult,
+  ReserveStats,
   SettlementOutcome,
   SettlementRequest,
   StatementLine,
@@ -41,18 +44,93 @@ interface ReservationRow {
   state: ReservationState;
 }
 
+type ReserveRow = { expires_at: Date | null; available: BigintColumn };
+
 export class SqlLedger implements Ledger {
-  constructor(private readonly driver: Driver) {}
+  /** Undefined when group commit is off (maxReserveBatch 1). */
+  private readonly reserves: KeyedGroupCommit<ReserveRequest, ReserveResult> | undefined;
+  private readonly stats: ReserveStats = { requests: 0, admitted: 0, refused: 0, statements: 0, largestGroup: 0 };
+
+  constructor(
+    private readonly driver: Driver,
+    options: LedgerOptions = {},
+  ) {
+    const { maxReserveBatch: maxBatch } = validate.ledgerOptions(options);
+    this.reserves =
+      maxBatch > 1
+        ? new KeyedGroupCommit(maxBatch, {
+            one: (_accountId, request) => this.reserveOne(request),
+            group: (accountId, requests) => this.reserveGroup(accountId, requests),
+          })
+        : undefined;
+  }
 
   async reserve(request: ReserveRequest): Promise<ReserveResult> {
     validate.reserveRequest(request);
+    this.stats.requests++;
+    const result = await (this.reserves === undefined ? this.reserveOne(request) : this.reserves.submit(request.accountId, request));
+    if (result.ok) this.stats.admitted++;
+    else if (result.reason === 'insufficient_credits') this.stats.refused++;
+    return result;
+  }
+
+  /** This instance's reserve counters (a copy). */
+  reserveStats(): ReserveStats {
+    return { ...this.stats };
+  }
+
+  /** One request, one statement: RESERVE. */
+  private async reserveOne(request: ReserveRequest): Promise<ReserveResult> {
     const { reservationId, accountId, amount, ttlSeconds, provider, model, pricingVersion } = request;
-    const [row] = await this.driver.query<{ expires_at: Date | null; available: BigintColumn }>(sql.RESERVE, [
+    this.counted(1);
+    const [row] = await this.driver.query<ReserveRow>(sql.RESERVE, [
       reservationId, accountId, amount, ttlSeconds, provider, model, pricingVersion,
     ]);
     if (row === undefined) return { ok: false, reason: 'unknown_account', available: 0 };
-    if (row.expires_at === null) return { ok: false, reason: 'insufficient_credits', available: integer(row.available) };
-    return { ok: true, expiresAt: row.expires_at };
+    const result = reserveResult(row);
+    if (result.ok || result.available < amount) return result;
+    // Refused, yet "available" (read at the statement's start) covers the amount: a concurrent
+    // reserve took the credits before this one got the row lock, and the refusal was decided on
+    // that newer row. Decide again under the lock, which reads the newest row: a refusal then
+    // always says what was left when it was decided (and a release meanwhile admits it).
+    return (await this.reserveMany(accountId, [request]))[0]!;
+  }
+
+  /** Several requests of one account, one statement: RESERVE_BATCH. Throws for them all. */
+  private async reserveMany(accountId: string, requests: ReserveRequest[]): Promise<ReserveResult[]> {
+    this.counted(requests.length);
+    const rows = await this.driver.query<ReserveRow>(sql.RESERVE_BATCH, [
+      accountId,
+      requests.map((r) => r.reservationId),
+      requests.map((r) => r.amount),
+      requests.map((r) => r.ttlSeconds),
+      requests.map((r) => r.provider),
+      requests.map((r) => r.model),
+      requests.map((r) => r.pricingVersion),
+    ]);
+    if (rows.length === 0) return requests.map(() => ({ ok: false, reason: 'unknown_account', available: 0 }));
+    return rows.map(reserveResult);
+  }
+
+  /** The reserves of one account that waited together (reserve-batcher.ts), in arrival order. */
+  private async reserveGroup(accountId: string, requests: ReserveRequest[]): Promise<Array<Settled<ReserveResult>>> {
+    if (requests.length === 1) return [await settle(this.reserveOne(requests[0]!))];
+    try {
+      return (await this.reserveMany(accountId, requests)).map((value) => ({ status: 'fulfilled', value }));
+    } catch (error) {
+      if (!isUniqueViolation(error)) throw error;
+      // A reused reservation id (a caller's mistake) failed the whole statement, which held
+      // nothing. Each request alone, in the same order: only the reused id fails, as it would have
+      // without group commit.
+      const settled: Array<Settled<ReserveResult>> = [];
+      for (const request of requests) settled.push(await settle(this.reserveOne(request)));
+      return settled;
+    }
+  }
+
+  private counted(groupSize: number): void {
+    this.stats.statements++;
+    this.stats.largestGroup = Math.max(this.stats.largestGroup, groupSize);
   }
 
   async settle(requests: SettlementRequest[], policy: OverrunPolicy): Promise<SettlementOutcome[]> {
@@ -200,6 +278,23 @@ export class SqlLedger implements Ledger {
   close(): Promise<void> {
     return this.driver.close();
   }
+}
+
+function reserveResult(row: ReserveRow): ReserveResult {
+  if (row.expires_at === null) return { ok: false, reason: 'insufficient_credits', available: integer(row.available) };
+  return { ok: true, expiresAt: row.expires_at };
+}
+
+function settle<R>(promise: Promise<R>): Promise<Settled<R>> {
+  return promise.then(
+    (value) => ({ status: 'fulfilled', value }),
+    (reason: unknown) => ({ status: 'rejected', reason }),
+  );
+}
+
+/** SQLSTATE unique_violation, as both drivers report it. */
+function isUniqueViolation(error: unknown): boolean {
+  return typeof error === 'object' && error !== null && (error as { code?: unknown }).code === '23505';
 }
 
 function toReservation(row: ReservationRow): LockedReservation {

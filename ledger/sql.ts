@@ -8,7 +8,7 @@
  * Lock order: reservations, then accounts, each set in id order. Two settlement replicas settling
  * overlapping batches therefore wait for each other instead of deadlocking. The sweeper takes its
  * reservations oldest first but skips locked ones, so it never waits on a reservation; reserve
- * locks a single account.
+ * (one request or a group of them) locks a single account.
  */
 
 // ── Migrations ───────────────────────────────────────────────────────────────────────────────
@@ -52,6 +52,50 @@ export const RESERVE = `
   UNION ALL
   SELECT NULL, balance - held FROM accounts
    WHERE id = $2::text AND NOT EXISTS (SELECT 1 FROM reservation)`;
+
+/**
+ * $1 account, then one array per column, one element per request in arrival order: $2 reservation
+ * ids, $3 amounts, $4 TTL seconds, $5 providers, $6 models, $7 pricing versions.
+ *
+ * Group commit (reserve-batcher.ts): the reserves one gateway process has queued for one account,
+ * in one statement that takes the account's row lock once. The result is what RESERVE run once
+ * per request, in arrival order and with nobody in between, would give: `walk` goes through the
+ * requests holding each one whose amount fits what the ones before it left available, and
+ * refusing the others (a refused large request does not stop a later small one). `account` locks
+ * the row first, so the walk starts from the row as the previous holder of the lock left it
+ * (READ COMMITTED returns the newest version to a locking read), and the UPDATE adds the walk's
+ * total to that same version.
+ *
+ * One row per request, in order (none for an unknown account): expires_at when reserved, else
+ * NULL and `available`, the credits left when its turn came. now() is the transaction's start, so
+ * expires_at here is the value the INSERT stored.
+ */
+export const RESERVE_BATCH = `
+  WITH RECURSIVE request AS (
+    SELECT * FROM unnest($2::text[], $3::bigint[], $4::double precision[], $5::text[], $6::text[], $7::text[])
+      WITH ORDINALITY AS r(id, amount, ttl, provider, model, pricing_version, i)
+  ), account AS (
+    SELECT balance - held AS available FROM accounts WHERE id = $1::text FOR NO KEY UPDATE
+  ), walk (i, available, admitted) AS (
+    SELECT 0::bigint, available, false FROM account
+    UNION ALL
+    SELECT w.i + 1,
+           CASE WHEN ($3::bigint[])[w.i + 1] <= w.available THEN w.available - ($3::bigint[])[w.i + 1] ELSE w.available END,
+           ($3::bigint[])[w.i + 1] <= w.available
+      FROM walk w
+     WHERE w.i < cardinality($3::bigint[])
+  ), admitted AS (
+    SELECT r.* FROM request r JOIN walk w USING (i) WHERE w.admitted
+  ), held AS (
+    UPDATE accounts SET held = held + (SELECT sum(amount) FROM admitted)
+     WHERE id = $1::text AND EXISTS (SELECT 1 FROM admitted)
+  ), reservation AS (
+    INSERT INTO reservations (id, account_id, amount, expires_at, provider, model, pricing_version)
+    SELECT id, $1::text, amount, now() + make_interval(secs => ttl), provider, model, pricing_version FROM admitted
+  )
+  SELECT CASE WHEN w.admitted THEN now() + make_interval(secs => r.ttl) END AS expires_at, w.available
+    FROM walk w JOIN request r USING (i)
+   ORDER BY w.i`;
 
 // ── Settle and expire ────────────────────────────────────────────────────────────────────────
 

@@ -107,6 +107,29 @@ export interface StatementLine extends JournalEntry {
   released: number | null;
 }
 
+/** How a SQL ledger (PostgreSQL or PGlite) runs; every field is optional. */
+export interface LedgerOptions {
+  /**
+   * Group commit for reserve (ledger/reserve-batcher.ts): the most reserves of one account that
+   * one statement admits, when several of them wait in this process while a statement for that
+   * account is in flight. 1 turns group commit off: each reserve is its own statement, queued on
+   * the account's row lock in the database. Default 256.
+   */
+  maxReserveBatch?: number;
+}
+
+/** Counters of this ledger instance's reserves (one process), since it was opened. */
+export interface ReserveStats {
+  /** reserve() calls that reached the database (valid requests). */
+  requests: number;
+  admitted: number;
+  /** Refused for insufficient credits (unknown accounts are not counted). */
+  refused: number;
+  /** Statements run for them: requests / statements is the mean group size. */
+  statements: number;
+  largestGroup: number;
+}
+
 export interface Ledger {
   /** Holds credits atomically: two concurrent reserves never both spend the same last credits. */
   reserve(request: ReserveRequest): Promise<ReserveResult>;

@@ -5,7 +5,7 @@
 import { OUTCOMES } from '../plugin/semconv.js';
 import { invalidArgument } from './errors.js';
 import { isMicros } from './money.js';
-import type { OverrunPolicy, ReserveRequest, SettlementRequest } from './types.js';
+import type { LedgerOptions, OverrunPolicy, ReserveRequest, SettlementRequest } from './types.js';
 
 /** Ids are opaque text; the bound keeps an accidental blob out of the primary keys. */
 const MAX_ID_LENGTH = 256;
@@ -38,6 +38,21 @@ export function date(option: string, value: unknown): Date {
 export function positiveInteger(option: string, value: unknown): number {
   if (!Number.isSafeInteger(value) || (value as number) < 1) throw invalidArgument(option, value, 'a positive integer');
   return value as number;
+}
+
+/** Group commit's default group size: see LedgerOptions.maxReserveBatch. */
+const DEFAULT_MAX_RESERVE_BATCH = 256;
+/** A larger group would hold the account's row lock for long; its arrays stay well below 1 MB. */
+const MAX_RESERVE_BATCH = 10_000;
+
+/** LedgerOptions with the defaults applied. */
+export function ledgerOptions(options: LedgerOptions): Required<LedgerOptions> {
+  if (options === null || typeof options !== 'object') throw invalidArgument('options', options, 'an object');
+  const { maxReserveBatch = DEFAULT_MAX_RESERVE_BATCH } = options;
+  if (!Number.isSafeInteger(maxReserveBatch) || maxReserveBatch < 1 || maxReserveBatch > MAX_RESERVE_BATCH) {
+    throw invalidArgument('maxReserveBatch', maxReserveBatch, `a whole number from 1 to ${MAX_RESERVE_BATCH}`);
+  }
+  return { maxReserveBatch };
 }
 
 /** A key is a secret: the error describes it without quoting it. */

@@ -205,6 +205,42 @@ export function ledgerConformance(open: OpenTestLedger): void {
       await expectAccount('acme', 10 * C, C);
     });
 
+    it('admits reserves that arrive together in arrival order, each against what the ones before it left', async () => {
+      await ledger.createAccount('acme', 10 * C);
+      // Submitted at once: the first runs alone, the other five wait for it and go as one group.
+      const amounts = [6 * C, 5 * C, 3 * C, 2 * C, C, C];
+      const results = await Promise.all(amounts.map((amount) => ledger.reserve(reserveRequest('acme', amount))));
+      // 10 - 6 = 4: 5 refused; 4 - 3 = 1: 2 refused; 1 - 1 = 0: the last 1 refused.
+      expect(results.map((result) => (result.ok ? 'ok' : result.available))).to.deep.equal(['ok', 4 * C, 'ok', C, 'ok', 0]);
+      expect(results.every((result) => result.ok || result.reason === 'insufficient_credits')).to.equal(true);
+      expect(ledger.reserveStats()).to.deep.equal({ requests: 6, admitted: 3, refused: 3, statements: 2, largestGroup: 5 });
+      await expectAccount('acme', 10 * C, 10 * C);
+      expect(await ledger.openReservations()).to.equal(3);
+    });
+
+    it('fails only the reserve that reuses a reservation id among reserves that arrive together', async () => {
+      await ledger.createAccount('acme', 10 * C);
+      const taken = reserveRequest('acme', C);
+      await reserve('acme', 3 * C);
+      const first = reserveRequest('acme', 2 * C);
+      const results = await Promise.allSettled([
+        ledger.reserve(first),
+        ledger.reserve(reserveRequest('acme', C)),
+        ledger.reserve({ ...taken, reservationId: first.reservationId }),
+        ledger.reserve(reserveRequest('acme', 4 * C)),
+      ]);
+      expect(results.map((result) => result.status)).to.deep.equal(['fulfilled', 'fulfilled', 'rejected', 'fulfilled']);
+      expect(results.map((result) => result.status === 'fulfilled' && result.value.ok)).to.deep.equal([true, true, false, true]);
+      // 3 + 2 + 1 + 4: the reused id held nothing.
+      await expectAccount('acme', 10 * C, 10 * C);
+    });
+
+    it('refuses every reserve of an unknown account among reserves that arrive together', async () => {
+      const results = await Promise.all(Array.from({ length: 4 }, () => ledger.reserve(reserveRequest('ghost', C))));
+      expect(results).to.deep.equal(Array(4).fill({ ok: false, reason: 'unknown_account', available: 0 }));
+      expect(await ledger.openReservations()).to.equal(0);
+    });
+
     it('rejects invalid requests, naming the field', async () => {
       await expectLedgerError(ledger.reserve(reserveRequest('acme', 0)), 'ERR_LEDGER_INVALID_ARGUMENT', 'reserve: amount', '0');
       await expectLedgerError(ledger.reserve(reserveRequest('acme', C, 0)), 'ERR_LEDGER_INVALID_ARGUMENT', 'reserve: ttlSeconds');

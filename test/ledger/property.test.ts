@@ -18,6 +18,8 @@ type CostKind = 'missing' | 'zero' | 'below' | 'exact' | 'above';
 
 type Step =
   | { kind: 'reserve'; account: number; amount: number; shortTtl: boolean }
+  /** Reserves on one account submitted at once: they go to the database as a group (group commit). */
+  | { kind: 'burst'; account: number; amounts: number[]; shortTtl: boolean }
   | { kind: 'settle'; policy: OverrunPolicy; items: Array<{ pick: number; cost: CostKind; wrongAccount: boolean; unknown: boolean }> }
   | { kind: 'expire'; hours: 0 | 2 | 48 }
   | { kind: 'topUp'; account: number; amount: number };
@@ -40,6 +42,15 @@ const step: fc.Arbitrary<Step> = fc.oneof(
         }),
         { minLength: 1, maxLength: 6 },
       ),
+    }),
+  },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      kind: fc.constant('burst' as const),
+      account: fc.nat(2),
+      amounts: fc.array(fc.integer({ min: 1, max: 6_000_000 }), { minLength: 2, maxLength: 6 }),
+      shortTtl: fc.boolean(),
     }),
   },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('expire' as const), hours: fc.constantFrom<0 | 2 | 48>(0, 2, 48) }) },
@@ -135,18 +146,23 @@ async function run(ledger: SqlLedger, openings: number[], steps: Step[]): Promis
 
   for (const [index, current] of steps.entries()) {
     const context = `step ${index} ${JSON.stringify(current)}`;
-    if (current.kind === 'reserve') {
+    if (current.kind === 'reserve' || current.kind === 'burst') {
       const account = ACCOUNTS[current.account]!;
-      const request = reserveRequest(account, current.amount, current.shortTtl ? 60 : 6 * 3_600);
-      const available = model.balance.get(account)! - model.held.get(account)!;
-      const result = await ledger.reserve(request);
-      if (available >= current.amount) {
-        expect(result.ok, context).to.equal(true);
-        if (!result.ok) return;
-        model.add(model.held, account, current.amount);
-        model.reservations.push({ id: request.reservationId, account, amount: current.amount, expiresAt: result.expiresAt.getTime(), state: 'open' });
-      } else {
-        expect(result, context).to.deep.equal({ ok: false, reason: 'insufficient_credits', available });
+      const amounts = current.kind === 'reserve' ? [current.amount] : current.amounts;
+      const requests = amounts.map((amount) => reserveRequest(account, amount, current.shortTtl ? 60 : 6 * 3_600));
+      const results = await Promise.all(requests.map((request) => ledger.reserve(request)));
+      // The same as one reserve after another, in the order they were submitted.
+      for (const [i, request] of requests.entries()) {
+        const available = model.balance.get(account)! - model.held.get(account)!;
+        const result = results[i]!;
+        if (available >= request.amount) {
+          expect(result.ok, `${context} #${i}`).to.equal(true);
+          if (!result.ok) return;
+          model.add(model.held, account, request.amount);
+          model.reservations.push({ id: request.reservationId, account, amount: request.amount, expiresAt: result.expiresAt.getTime(), state: 'open' });
+        } else {
+          expect(result, `${context} #${i}`).to.deep.equal({ ok: false, reason: 'insufficient_credits', available });
+        }
       }
     } else if (current.kind === 'settle') {
       const requests: SettlementRequest[] = [];
