@@ -5,7 +5,7 @@
  */
 import type { AddressInfo } from 'node:net';
 import { parseArgs } from 'node:util';
-import { Registry } from 'prom-client';
+import { collectDefaultMetrics, Registry } from 'prom-client';
 import { createSettlementServer, startSweeper } from '../collector/index.js';
 import { openLedger } from '../ledger/index.js';
 import { defaultPricing } from '../plugin/default-pricing.js';
@@ -108,6 +108,7 @@ async function settle(argv: string[]): Promise<void> {
   }
   // One registry for the endpoint's and the sweeper's metrics: /metrics shows both.
   const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
   const server = createSettlementServer({ ledger, pricing, tokens, signingKeys, overrunPolicy: policy, registry });
   const sweepSeconds = Number(values['sweep-interval']);
   if (!Number.isSafeInteger(sweepSeconds) || sweepSeconds <= 0) {

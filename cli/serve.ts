@@ -8,7 +8,7 @@ import type { AddressInfo } from 'node:net';
 import http, { type Server } from 'node:http';
 import { parseArgs } from 'node:util';
 import express, { type NextFunction, type Request, type Response } from 'express';
-import { Registry } from 'prom-client';
+import { collectDefaultMetrics, Registry } from 'prom-client';
 import { createSettlementServer, startSweeper, type Sweeper } from '../collector/index.js';
 import { openLedger } from '../ledger/index.js';
 import { creditsToMicros } from '../ledger/money.js';
@@ -179,6 +179,9 @@ export async function startGatewayServer(config: ServeConfig): Promise<RunningGa
   await seed(ledger, config.accounts);
   const pricing = config.pricingFile ? await loadPricing(config.pricingFile) : defaultPricing();
   const registries = [new Registry()];
+  // Process metrics (RSS, event-loop lag, GC, handles) once, on the gateway's registry: the
+  // registries are merged for /metrics, so the settlement one must not have them too.
+  collectDefaultMetrics({ register: registries[0] });
 
   let settlement: { server: Server; sweeper: Sweeper; url: string } | undefined;
   let otlpEndpoint = config.otlpEndpoint;

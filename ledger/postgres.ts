@@ -75,6 +75,13 @@ function postgresDriver(pool: pg.Pool): Driver {
     async transaction(work) {
       const client = await pool.connect();
       let broken = false;
+      // A checked-out client has no pool error listener: a connection that dies mid-transaction
+      // (PostgreSQL restarting) would emit an unhandled 'error' and kill the process. Note it; the
+      // query in flight rejects on its own, and release(true) discards the connection.
+      const onError = () => {
+        broken = true;
+      };
+      client.on('error', onError);
       try {
         await client.query('BEGIN');
         const result = await work(session(client));
@@ -87,6 +94,7 @@ function postgresDriver(pool: pg.Pool): Driver {
         });
         throw error;
       } finally {
+        client.off('error', onError);
         client.release(broken);
       }
     },
