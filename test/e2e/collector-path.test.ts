@@ -429,7 +429,10 @@ describe('end to end through a real Collector: openai SDK → gateway → otelco
 
   it('settles a concurrent mix of completed, cancelled, over-running, usage-missing and failed requests exactly', async () => {
     const settlePort = await freePort();
-    const [settle, c] = await Promise.all([settlement(settlePort), collector(settlePort)]);
+    // One after the other: the Collector picks free ports of its own, and must not pick settlement's
+    // before settlement has bound it.
+    const settle = await settlement(settlePort);
+    const c = await collector(settlePort);
     const accounts = ['mix-a', 'mix-b', 'mix-c', 'mix-d'];
     const g = await gateway(c.otlpEndpoint, accounts);
 
@@ -448,7 +451,8 @@ describe('end to end through a real Collector: openai SDK → gateway → otelco
 
   it('rides out settlement down for 20 s under traffic: everything the Collector accepted is settled afterwards, nothing twice', async () => {
     const settlePort = await freePort();
-    const [first, c] = await Promise.all([settlement(settlePort), collector(settlePort)]);
+    const first = await settlement(settlePort);
+    const c = await collector(settlePort);
     const accounts = ['outage-a', 'outage-b', 'outage-c'];
     const g = await gateway(c.otlpEndpoint, accounts);
     const load = traffic(accounts.map((a) => client(g.url, a)), 50);
@@ -621,7 +625,8 @@ describe('end to end through a real Collector: openai SDK → gateway → otelco
 
   it('delivers every billing span when the gateway process is configured for 0% trace sampling', async () => {
     const settlePort = await freePort();
-    const [, c] = await Promise.all([settlement(settlePort), collector(settlePort)]);
+    await settlement(settlePort);
+    const c = await collector(settlePort);
     const accounts = ['unsampled-a', 'unsampled-b'];
     // The standard SDK variables: a tracer provider that honoured them would sample out every span.
     const g = await gateway(c.otlpEndpoint, accounts, [], { OTEL_TRACES_SAMPLER: 'traceidratio', OTEL_TRACES_SAMPLER_ARG: '0' });
