@@ -12,6 +12,7 @@ import { AlwaysOnSampler, BasicTracerProvider, BatchSpanProcessor, type SpanExpo
 import { ATTR_SERVICE_NAME } from '@opentelemetry/semantic-conventions';
 import { Counter, type Registry } from 'prom-client';
 import { METRIC_DROPPED_SPANS } from '../plugin/semconv.js';
+import { throttledLogger } from '../plugin/throttled-log.js';
 
 export interface BillingTracing {
   provider: BasicTracerProvider;
@@ -76,16 +77,13 @@ function countingFailures(exporter: SpanExporter, registry: Registry, logger: (m
     help: 'Billing spans the exporter gave up delivering; their reservations settle through the sweeper.',
     registers: [registry],
   });
-  let lastLog = -Infinity;
+  const warn = throttledLogger(logger, 10_000);
   return {
     export: (spans, done) =>
       exporter.export(spans, (result) => {
         if (result.code !== ExportResultCode.SUCCESS) {
           dropped.inc(spans.length);
-          if (performance.now() - lastLog > 10_000) {
-            lastLog = performance.now();
-            logger(`tollgate: ${spans.length} billing spans could not be exported (${result.error?.message ?? 'unknown error'}); the sweeper will settle their reservations at the reserved amount`);
-          }
+          warn(`tollgate: ${spans.length} billing spans could not be exported (${result.error?.message ?? 'unknown error'}); the sweeper will settle their reservations at the reserved amount`);
         }
         done(result);
       }),

@@ -8,7 +8,7 @@ import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import type { Registry } from 'prom-client';
 import { sendError, type GatewayErrorKind } from './errors.js';
 import { estimateReservation } from './estimate.js';
-import { MeteredRequest } from './metering.js';
+import { MeteredRequest, type MeteredRequestInit } from './metering.js';
 import { createGatewayMetrics } from './metrics.js';
 import { parseOptions, type ResolvedOptions } from './options.js';
 import { createUpstream, restoreResponseHeaders, UpstreamConnectTimeout, type Upstream } from './proxy.js';
@@ -16,6 +16,7 @@ import { gatewayKey, readBody, type BodyResult } from './request.js';
 import { routeFor, type Route } from './routes.js';
 import type { RejectionReason } from './semconv.js';
 import { Telemetry } from './telemetry.js';
+import { throttledLogger } from './throttled-log.js';
 import type { OutcomeRecord, Provider, TollgateOptions } from './types.js';
 
 export interface TollgateMiddleware extends RequestHandler {
@@ -131,14 +132,11 @@ export function tollgate(options: TollgateOptions): TollgateMiddleware {
       return;
     }
     telemetry.guard(() => telemetry.metrics.unmetered.inc({ provider: route.provider }));
-    if (performance.now() - lastOutageLog > 10_000) {
-      lastOutageLog = performance.now();
-      settings.logger(`tollgate: forwarding requests UNMETERED, the ledger is unavailable: ${outage.detail}`);
-    }
+    logOutage(`tollgate: forwarding requests UNMETERED, the ledger is unavailable: ${outage.detail}`);
     req.body = body.body;
     upstreams[route.provider].handler(req, res, next);
   }
-  let lastOutageLog = -Infinity;
+  const logOutage = throttledLogger(settings.logger, 10_000);
 
   function track(done: Promise<unknown>, metered?: MeteredRequest): void {
     const entry = { done, metered };
@@ -178,7 +176,7 @@ export function tollgate(options: TollgateOptions): TollgateMiddleware {
 }
 
 interface Admitted {
-  init: MeteredRequest['init'];
+  init: MeteredRequestInit;
   body: Buffer;
 }
 
