@@ -1,6 +1,6 @@
 /**
  * Reserves on one hot account from two gateway processes against one PostgreSQL: group commit
- * (the ledger's default, ledger/reserve-batcher.ts) beside the plain single-row path
+ * (the ledger's default, ledger/group-commit.ts) beside the plain single-row path
  * (maxReserveBatch 1: one statement per reserve, queued on the account's row lock), interleaved
  * round by round; and the same over 1,000 accounts, where group commit must not cost anything.
  *
@@ -27,7 +27,7 @@ import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { openPostgresLedger, type SqlLedger } from '../ledger/index.js';
-import { KeyedGroupCommit } from '../ledger/reserve-batcher.js';
+import { groupCommit } from '../ledger/group-commit.js';
 import type { ReserveStats } from '../ledger/types.js';
 import { createSchema } from '../test/ledger/databases.js';
 import {
@@ -103,22 +103,22 @@ async function gateway(config: pg.PoolConfig): Promise<void> {
 
 /** Group commit of reservation rows alone: no account row, no admission check (see the header). */
 function rowsOnlyWriter(pool: pg.Pool): (accountId: string, reservationId: string) => Promise<void> {
-  const insert = async (accountId: string, ids: string[]) => {
-    await pool.query({
-      name: 'rows_only',
-      text: `INSERT INTO reservations (id, account_id, amount, expires_at, provider, model, pricing_version)
-             SELECT id, $1::text, ${AMOUNT}, now() + interval '1 hour', 'openai', 'gpt-bench', 'p1' FROM unnest($2::text[]) id`,
-      values: [accountId, ids],
-    });
-  };
-  const writer = new KeyedGroupCommit<string, void>(256, {
-    one: (accountId, id) => insert(accountId, [id]),
-    group: async (accountId, ids) => {
-      await insert(accountId, ids);
-      return ids.map(() => ({ status: 'fulfilled', value: undefined }));
+  const insert = groupCommit(
+    async (rows: Array<{ accountId: string; reservationId: string }>) => {
+      await pool.query({
+        name: 'rows_only',
+        text: `INSERT INTO reservations (id, account_id, amount, expires_at, provider, model, pricing_version)
+               SELECT id, account_id, ${AMOUNT}, now() + interval '1 hour', 'openai', 'gpt-bench', 'p1'
+                 FROM unnest($1::text[], $2::text[]) AS r(id, account_id)`,
+        values: [rows.map((row) => row.reservationId), rows.map((row) => row.accountId)],
+      });
+      return rows.map(() => undefined);
     },
-  });
-  return (accountId, reservationId) => writer.submit(accountId, reservationId);
+    { maxGroup: 256, maxInFlight: 1 },
+  );
+  return async (accountId, reservationId) => {
+    await insert([{ accountId, reservationId }]);
+  };
 }
 
 function diffStats(before: ReserveStats, after: ReserveStats): ReserveStats {

@@ -1,6 +1,6 @@
 /**
- * Group commit: OTLP requests that arrive while settlement transactions are running wait, and
- * then go to the ledger together, in ONE `ledger.settle()` call.
+ * Group commit for settlement: OTLP requests that arrive while settlement transactions are running
+ * wait, and then go to the ledger together, in ONE `ledger.settle()` call (ledger/group-commit.ts).
  *
  * Why: every settlement transaction locks the accounts it touches (ledger/settlement.ts), and
  * spans of concurrent requests mostly touch the same accounts, so one transaction per request
@@ -16,15 +16,10 @@
  * All-or-nothing per group: when the transaction fails, every request in it is told so (the
  * sender retries; settlement is idempotent).
  */
+import { groupCommit as group, type Submit } from '../ledger/group-commit.js';
 import type { Ledger, OverrunPolicy, SettlementOutcome, SettlementRequest } from '../ledger/types.js';
 
-export type Settle = (requests: SettlementRequest[]) => Promise<SettlementOutcome[]>;
-
-interface Waiting {
-  requests: SettlementRequest[];
-  resolve(outcomes: SettlementOutcome[]): void;
-  reject(error: unknown): void;
-}
+export type Settle = Submit<SettlementRequest, SettlementOutcome>;
 
 /** Transactions in flight at once: one committing, one prepared behind it. */
 const MAX_IN_FLIGHT = 2;
@@ -34,51 +29,5 @@ const MAX_IN_FLIGHT = 2;
  * submission still goes whole), which bounds a transaction's size and lock time.
  */
 export function groupCommit(ledger: Ledger, policy: OverrunPolicy, maxGroup: number): Settle {
-  const waiting: Waiting[] = [];
-  let inFlight = 0;
-
-  function takeGroup(): Waiting[] {
-    let size = waiting[0]!.requests.length;
-    let count = 1;
-    while (count < waiting.length && size + waiting[count]!.requests.length <= maxGroup) {
-      size += waiting[count]!.requests.length;
-      count++;
-    }
-    return waiting.splice(0, count);
-  }
-
-  function pump(): void {
-    while (inFlight < MAX_IN_FLIGHT && waiting.length > 0) {
-      const group = takeGroup();
-      inFlight++;
-      ledger
-        .settle(
-          group.flatMap((w) => w.requests),
-          policy,
-        )
-        .then(
-          (outcomes) => {
-            // The ledger answers one outcome per request, in request order: hand each its slice.
-            let offset = 0;
-            for (const w of group) {
-              w.resolve(outcomes.slice(offset, offset + w.requests.length));
-              offset += w.requests.length;
-            }
-          },
-          (error: unknown) => {
-            for (const w of group) w.reject(error);
-          },
-        )
-        .finally(() => {
-          inFlight--;
-          pump();
-        });
-    }
-  }
-
-  return (requests) =>
-    new Promise((resolve, reject) => {
-      waiting.push({ requests, resolve, reject });
-      pump();
-    });
+  return group((requests) => ledger.settle(requests, policy), { maxGroup, maxInFlight: MAX_IN_FLIGHT });
 }

@@ -1,9 +1,8 @@
 /**
  * The PostgreSQL ledger, through a `pg` connection pool. Same migrations and statements as the
  * embedded ledger (sql-ledger.ts). Any number of gateway and settlement replicas may share one
- * database: reserve is one atomic statement (for one request, or for the group of requests on one
- * account that arrived together: reserve-batcher.ts), and settle and expire lock rows in a fixed
- * order.
+ * database: reserve is one atomic statement (for one request, or for the group of requests that
+ * arrived together: group-commit.ts), and reserve, settle and expire lock rows in a fixed order.
  */
 import pg from 'pg';
 import type { Driver, Session } from './driver.js';
@@ -16,7 +15,7 @@ import * as validate from './validate.js';
 /**
  * `config`: a postgres:// URL, or a pg pool configuration (e.g. `max` for the pool size, default
  * 10, or `options: '-c search_path=SCHEMA'` to keep the ledger in its own schema). `options`: see
- * LedgerOptions (group commit for reserves on a hot account is on by default).
+ * LedgerOptions (group commit for reserves and key lookups is on by default).
  */
 export async function openPostgresLedger(config: string | pg.PoolConfig, options: LedgerOptions = {}): Promise<SqlLedger> {
   if (typeof config === 'string') {

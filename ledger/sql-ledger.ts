@@ -5,7 +5,7 @@
 import type { Driver } from './driver.js';
 import { LedgerError } from './errors.js';
 import { generateKey, hashKey } from './keys.js';
-import { KeyedGroupCommit, type Settled } from './reserve-batcher.js';
+import { groupCommit, type Submit } from './group-commit.js';
 import { type LockedReservation, type ReservationState, SettlementWrites } from './settlement.js';
 import * as sql from './sql.js';
 import type {
@@ -44,31 +44,43 @@ interface ReservationRow {
   state: ReservationState;
 }
 
-type ReserveRow = { expires_at: Date | null; available: BigintColumn };
+/** `available` is NULL for an unknown account (RESERVE_GROUP). */
+type ReserveRow = { expires_at: Date | null; available: BigintColumn | null };
+
+/** What one reserve of a group came to: a result, or the error that reserve alone failed with. */
+type Settled<R> = PromiseSettledResult<R>;
 
 export class SqlLedger implements Ledger {
-  /** Undefined when group commit is off (maxReserveBatch 1). */
-  private readonly reserves: KeyedGroupCommit<ReserveRequest, ReserveResult> | undefined;
+  /**
+   * Group commit (group-commit.ts) for the gateway's two statements per request; undefined when
+   * it is off (maxReserveBatch 1). One group in flight at a time, so reserves are admitted in
+   * arrival order.
+   */
+  private readonly reserveGroup: Submit<ReserveRequest, Settled<ReserveResult>> | undefined;
+  private readonly authenticateGroup: Submit<string, string | null> | undefined;
   private readonly stats: ReserveStats = { requests: 0, admitted: 0, refused: 0, statements: 0, largestGroup: 0 };
 
   constructor(
     private readonly driver: Driver,
     options: LedgerOptions = {},
   ) {
-    const { maxReserveBatch: maxBatch } = validate.ledgerOptions(options);
-    this.reserves =
-      maxBatch > 1
-        ? new KeyedGroupCommit(maxBatch, {
-            one: (_accountId, request) => this.reserveOne(request),
-            group: (accountId, requests) => this.reserveGroup(accountId, requests),
-          })
-        : undefined;
+    const { maxReserveBatch: maxGroup } = validate.ledgerOptions(options);
+    if (maxGroup > 1) {
+      this.reserveGroup = groupCommit((requests) => this.reserveAll(requests), { maxGroup, maxInFlight: 1 });
+      this.authenticateGroup = groupCommit((hashes) => this.accountsOf(hashes), { maxGroup, maxInFlight: 1 });
+    }
   }
 
   async reserve(request: ReserveRequest): Promise<ReserveResult> {
     validate.reserveRequest(request);
     this.stats.requests++;
-    const result = await (this.reserves === undefined ? this.reserveOne(request) : this.reserves.submit(request.accountId, request));
+    let result: ReserveResult;
+    if (this.reserveGroup === undefined) result = await this.reserveOne(request);
+    else {
+      const [settled] = await this.reserveGroup([request]);
+      if (settled!.status === 'rejected') throw settled!.reason;
+      result = settled!.value;
+    }
     if (result.ok) this.stats.admitted++;
     else if (result.reason === 'insufficient_credits') this.stats.refused++;
     return result;
@@ -93,30 +105,37 @@ export class SqlLedger implements Ledger {
     // reserve took the credits before this one got the row lock, and the refusal was decided on
     // that newer row. Decide again under the lock, which reads the newest row: a refusal then
     // always says what was left when it was decided (and a release meanwhile admits it).
-    return (await this.reserveMany(accountId, [request]))[0]!;
+    return (await this.reserveMany([request]))[0]!;
   }
 
-  /** Several requests of one account, one statement: RESERVE_BATCH. Throws for them all. */
-  private async reserveMany(accountId: string, requests: ReserveRequest[]): Promise<ReserveResult[]> {
+  /**
+   * Several requests, of any accounts, one statement: RESERVE_GROUP, which wants each account's
+   * requests consecutive. Answers in the requests' order; throws for them all.
+   */
+  private async reserveMany(requests: ReserveRequest[]): Promise<ReserveResult[]> {
     this.counted(requests.length);
-    const rows = await this.driver.query<ReserveRow>(sql.RESERVE_BATCH, [
-      accountId,
-      requests.map((r) => r.reservationId),
-      requests.map((r) => r.amount),
-      requests.map((r) => r.ttlSeconds),
-      requests.map((r) => r.provider),
-      requests.map((r) => r.model),
-      requests.map((r) => r.pricingVersion),
+    // A stable sort: each account's requests keep their arrival order.
+    const order = requests.map((_, i) => i).sort((a, b) => compare(requests[a]!.accountId, requests[b]!.accountId) || a - b);
+    const sorted = order.map((i) => requests[i]!);
+    const rows = await this.driver.query<ReserveRow>(sql.RESERVE_GROUP, [
+      sorted.map((r) => r.reservationId),
+      sorted.map((r) => r.accountId),
+      sorted.map((r) => r.amount),
+      sorted.map((r) => r.ttlSeconds),
+      sorted.map((r) => r.provider),
+      sorted.map((r) => r.model),
+      sorted.map((r) => r.pricingVersion),
     ]);
-    if (rows.length === 0) return requests.map(() => ({ ok: false, reason: 'unknown_account', available: 0 }));
-    return rows.map(reserveResult);
+    const results = new Array<ReserveResult>(requests.length);
+    order.forEach((requestIndex, row) => (results[requestIndex] = reserveResult(rows[row]!)));
+    return results;
   }
 
-  /** The reserves of one account that waited together (reserve-batcher.ts), in arrival order. */
-  private async reserveGroup(accountId: string, requests: ReserveRequest[]): Promise<Array<Settled<ReserveResult>>> {
+  /** The reserves that waited together (group-commit.ts), in arrival order. */
+  private async reserveAll(requests: ReserveRequest[]): Promise<Array<Settled<ReserveResult>>> {
     if (requests.length === 1) return [await settle(this.reserveOne(requests[0]!))];
     try {
-      return (await this.reserveMany(accountId, requests)).map((value) => ({ status: 'fulfilled', value }));
+      return (await this.reserveMany(requests)).map((value) => ({ status: 'fulfilled', value }));
     } catch (error) {
       if (!isUniqueViolation(error)) throw error;
       // A reused reservation id (a caller's mistake) failed the whole statement, which held
@@ -176,8 +195,16 @@ export class SqlLedger implements Ledger {
 
   async authenticate(key: string): Promise<string | null> {
     validate.key('authenticate: key', key);
-    const [row] = await this.driver.query<{ account_id: string }>(sql.AUTHENTICATE, [hashKey(key)]);
-    return row?.account_id ?? null;
+    const hash = hashKey(key);
+    const [accountId] = await (this.authenticateGroup ?? ((hashes) => this.accountsOf(hashes)))([hash]);
+    return accountId!;
+  }
+
+  /** The account of each key hash (null for an unknown or revoked key), in one statement. */
+  private async accountsOf(hashes: string[]): Promise<Array<string | null>> {
+    const rows = await this.driver.query<{ key_hash: string; account_id: string }>(sql.AUTHENTICATE, [hashes]);
+    const accounts = new Map(rows.map((row) => [row.key_hash, row.account_id]));
+    return hashes.map((hash) => accounts.get(hash) ?? null);
   }
 
   async createAccount(accountId: string, amount: number): Promise<void> {
@@ -281,8 +308,14 @@ export class SqlLedger implements Ledger {
 }
 
 function reserveResult(row: ReserveRow): ReserveResult {
-  if (row.expires_at === null) return { ok: false, reason: 'insufficient_credits', available: integer(row.available) };
-  return { ok: true, expiresAt: row.expires_at };
+  if (row.expires_at !== null) return { ok: true, expiresAt: row.expires_at };
+  if (row.available === null) return { ok: false, reason: 'unknown_account', available: 0 };
+  return { ok: false, reason: 'insufficient_credits', available: integer(row.available) };
+}
+
+/** Code-point order, the same on every machine (localeCompare is not). */
+function compare(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
 }
 
 function settle<R>(promise: Promise<R>): Promise<Settled<R>> {

@@ -110,10 +110,10 @@ export interface StatementLine extends JournalEntry {
 /** How a SQL ledger (PostgreSQL or PGlite) runs; every field is optional. */
 export interface LedgerOptions {
   /**
-   * Group commit for reserve (ledger/reserve-batcher.ts): the most reserves of one account that
-   * one statement admits, when several of them wait in this process while a statement for that
-   * account is in flight. 1 turns group commit off: each reserve is its own statement, queued on
-   * the account's row lock in the database. Default 256.
+   * Group commit (ledger/group-commit.ts): the most reserves (and, separately, key lookups) that
+   * one statement carries, when several arrive in this process in one turn of the event loop or
+   * while the previous statement is in flight. 1 turns group commit off: each is its own
+   * statement, reserves queued on the account's row lock in the database. Default 256.
    */
   maxReserveBatch?: number;
 }

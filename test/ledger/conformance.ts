@@ -131,6 +131,15 @@ export function ledgerConformance(open: OpenTestLedger): void {
       expect(await ledger.revokeKey(key)).to.equal(false);
     });
 
+    it('looks up keys that arrive together in one statement, each answered for itself', async () => {
+      await ledger.createAccount('acme', 0);
+      await ledger.createAccount('beta', 0);
+      const [acme, beta, revoked] = [await ledger.createKey('acme'), await ledger.createKey('beta'), await ledger.createKey('beta')];
+      await ledger.revokeKey(revoked);
+      const keys = [acme, 'unknown-key', beta, revoked, acme];
+      expect(await Promise.all(keys.map((key) => ledger.authenticate(key)))).to.deep.equal(['acme', null, 'beta', null, 'acme']);
+    });
+
     it('stores keys only as SHA-256 hashes', async () => {
       await ledger.createAccount('acme', 0);
       const generated = await ledger.createKey('acme');
@@ -207,14 +216,38 @@ export function ledgerConformance(open: OpenTestLedger): void {
 
     it('admits reserves that arrive together in arrival order, each against what the ones before it left', async () => {
       await ledger.createAccount('acme', 10 * C);
-      // Submitted at once: the first runs alone, the other five wait for it and go as one group.
+      // Submitted at once: they gather in one turn of the event loop and go as one statement.
       const amounts = [6 * C, 5 * C, 3 * C, 2 * C, C, C];
       const results = await Promise.all(amounts.map((amount) => ledger.reserve(reserveRequest('acme', amount))));
       // 10 - 6 = 4: 5 refused; 4 - 3 = 1: 2 refused; 1 - 1 = 0: the last 1 refused.
       expect(results.map((result) => (result.ok ? 'ok' : result.available))).to.deep.equal(['ok', 4 * C, 'ok', C, 'ok', 0]);
       expect(results.every((result) => result.ok || result.reason === 'insufficient_credits')).to.equal(true);
-      expect(ledger.reserveStats()).to.deep.equal({ requests: 6, admitted: 3, refused: 3, statements: 2, largestGroup: 5 });
+      expect(ledger.reserveStats()).to.deep.equal({ requests: 6, admitted: 3, refused: 3, statements: 1, largestGroup: 6 });
       await expectAccount('acme', 10 * C, 10 * C);
+      expect(await ledger.openReservations()).to.equal(3);
+    });
+
+    it('admits reserves of several accounts that arrive together in one statement, each account on its own', async () => {
+      // Ids chosen so that id order differs from arrival order.
+      await ledger.createAccount('zeta', 5 * C);
+      await ledger.createAccount('alpha', 2 * C);
+      const requests: Array<[string, number]> = [
+        ['zeta', 3 * C], ['alpha', 2 * C], ['ghost', C], ['zeta', 3 * C], ['alpha', 1], ['zeta', 2 * C], ['ghost', C],
+      ];
+      const results = await Promise.all(requests.map(([account, amount]) => ledger.reserve(reserveRequest(account, amount))));
+      // zeta: 5 - 3 = 2, the next 3 refused, 2 fits; alpha: 2 - 2 = 0, then 1 micro-credit refused.
+      expect(results).to.deep.equal([
+        { ok: true, expiresAt: (results[0] as { expiresAt: Date }).expiresAt },
+        { ok: true, expiresAt: (results[0] as { expiresAt: Date }).expiresAt },
+        { ok: false, reason: 'unknown_account', available: 0 },
+        { ok: false, reason: 'insufficient_credits', available: 2 * C },
+        { ok: false, reason: 'insufficient_credits', available: 0 },
+        { ok: true, expiresAt: (results[0] as { expiresAt: Date }).expiresAt },
+        { ok: false, reason: 'unknown_account', available: 0 },
+      ]);
+      expect(ledger.reserveStats()).to.deep.include({ requests: 7, admitted: 3, statements: 1, largestGroup: 7 });
+      await expectAccount('zeta', 5 * C, 5 * C);
+      await expectAccount('alpha', 2 * C, 2 * C);
       expect(await ledger.openReservations()).to.equal(3);
     });
 
