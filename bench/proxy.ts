@@ -3,6 +3,8 @@
  * upstream: requests/s, p99 latency and CPU per request of the proxy under test, in interleaved
  * rounds (A B A B …), with the median ratio.
  *
+ * The gateway runs the compiled package (dist/, built first), as `npx tollgate serve` does.
+ *
  * Placement (../shared/BENCHMARKING.md): the proxy under test runs alone on core 1 (taskset); the
  * upstream, the load generator (autocannon) and the span sink share core 0.
  *
@@ -78,7 +80,10 @@ async function runBare(upstreamPort: number): Promise<void> {
 }
 
 async function runTollgate(upstreamPort: number, sinkUrl: string, ledger: string): Promise<void> {
-  const { parseServeArgs, startGatewayServer } = await import('../cli/serve.js');
+  // The compiled package, as `npx tollgate serve` runs it (orchestrate() builds it first): tsx's
+  // on-the-fly compilation adds work per request (name-keeping wrappers on every closure).
+  const compiled = new URL('../dist/cli/serve.js', import.meta.url).href;
+  const { parseServeArgs, startGatewayServer } = (await import(compiled)) as typeof import('../cli/serve.js');
   const gateway = await startGatewayServer({
     ...parseServeArgs(['--port', '0', '--ledger', ledger, '--otlp-endpoint', sinkUrl], {}),
     openaiUpstream: `http://127.0.0.1:${upstreamPort}`,
@@ -175,6 +180,8 @@ async function orchestrate(argv: string[]): Promise<void> {
   const rounds = Number(values.rounds);
   const seconds = Number(values.seconds);
   const connections = Number(values.connections);
+  const build = spawnSync('npm', ['run', '--silent', 'build'], { stdio: 'inherit' });
+  if (build.status !== 0) throw new Error('npm run build failed');
   const sink = await startSpanSink();
   const upstream = await child('upstream', 0, []);
   const bare = await child('bare', 1, [String(upstream.port)]);
