@@ -72,7 +72,8 @@ export function groupCommit<T, R>(run: (items: T[]) => Promise<R[]>, { maxGroup,
       const group = takeGroup();
       inFlight++;
       const items = group.length === 1 ? group[0]!.items : group.flatMap((w) => w.items);
-      run(items)
+      // A run that throws at once fails its group like one that rejects, never this process.
+      new Promise<R[]>((resolve) => resolve(run(items)))
         .then(
           (results) => {
             // One result per item, in item order: hand each submission its slice.
