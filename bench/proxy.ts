@@ -8,7 +8,10 @@
  * Placement (../shared/BENCHMARKING.md): the proxy under test runs alone on core 1 (taskset); the
  * upstream, the load generator (autocannon) and the span sink share core 0.
  *
- *   npx tsx bench/proxy.ts [--rounds 5] [--seconds 6] [--connections 50] [--ledger URL]
+ *   [DATABASE_URL=postgres://…] npx tsx bench/proxy.ts [--rounds 5] [--seconds 6] [--connections 50] [--ledger URL]
+ *
+ * Without --ledger: the embedded ledger, then (with DATABASE_URL) PostgreSQL in a schema of its
+ * own; each against the same bare proxy, in rounds of their own.
  *
  * The same file is the child processes: `bench/proxy.ts upstream|bare|tollgate PORT …`.
  */
@@ -20,6 +23,8 @@ import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import express from 'express';
 import proxy from 'express-http-proxy';
+import { createSchema, DATABASE_URL } from '../test/ledger/databases.js';
+import { ledgerUrl } from '../test/support/processes.js';
 
 const EVENTS = 60;
 /** Requests rotate over this many accounts, as a fleet's traffic does (one hot account is issue 7's case). */
@@ -167,31 +172,20 @@ async function load(port: number, pid: number, seconds: number, connections: num
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 const range = (values: number[]) => `${Math.min(...values).toFixed(2)}–${Math.max(...values).toFixed(2)}`;
 
-async function orchestrate(argv: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      rounds: { type: 'string', default: '5' },
-      seconds: { type: 'string', default: '6' },
-      connections: { type: 'string', default: '50' },
-      ledger: { type: 'string', default: 'memory://' },
-    },
-  });
-  const rounds = Number(values.rounds);
-  const seconds = Number(values.seconds);
-  const connections = Number(values.connections);
-  const build = spawnSync('npm', ['run', '--silent', 'build'], { stdio: 'inherit' });
-  if (build.status !== 0) throw new Error('npm run build failed');
-  const sink = await startSpanSink();
-  const upstream = await child('upstream', 0, []);
-  const bare = await child('bare', 1, [String(upstream.port)]);
-  const gateway = await child('tollgate', 1, [String(upstream.port), sink.url, values.ledger!]);
-  const children = [upstream, bare, gateway];
+interface Setup {
+  rounds: number;
+  seconds: number;
+  connections: number;
+  sinkUrl: string;
+  upstream: { process: ChildProcess; port: number };
+  bare: { process: ChildProcess; port: number };
+}
+
+/** Interleaved rounds of the bare proxy and a gateway on `ledger`; prints the rounds and the ratios. */
+async function compare({ rounds, seconds, connections, sinkUrl, upstream, bare }: Setup, ledger: string, label: string, target: number): Promise<void> {
+  const gateway = await child('tollgate', 1, [String(upstream.port), sinkUrl, ledger]);
   try {
-    console.log(
-      `streaming SSE (${EVENTS} events, ~${((EVENTS * EVENT_BYTES) / 1024).toFixed(0)} KiB) — ${connections} connections, ` +
-        `${seconds}s × ${rounds} rounds each, proxies ${hasTaskset ? 'pinned to core 1, rest on core 0' : 'unpinned (no taskset)'}, ledger ${values.ledger}`,
-    );
+    console.log(`ledger: ${label}`);
     // Warm both (JIT, connection pools) before measuring.
     await load(bare.port, bare.process.pid!, 2, connections);
     await load(gateway.port, gateway.process.pid!, 2, connections);
@@ -209,16 +203,54 @@ async function orchestrate(argv: string[]): Promise<void> {
     const rpsRatios = rows.map((row) => row.tollgate.rps / row.bare.rps);
     const p99Ratios = rows.map((row) => row.tollgate.p99 / row.bare.p99);
     const cpuRatios = rows.map((row) => row.tollgate.cpuMicrosPerRequest / row.bare.cpuMicrosPerRequest);
-    console.log(`  req/s ratio tollgate/bare: median ${median(rpsRatios).toFixed(2)} (${range(rpsRatios)}) — target >= 0.90`);
+    console.log(`  req/s ratio tollgate/bare: median ${median(rpsRatios).toFixed(2)} (${range(rpsRatios)}) — target >= ${target.toFixed(2)}`);
     console.log(`  p99 ratio tollgate/bare:   median ${median(p99Ratios).toFixed(2)} (${range(p99Ratios)}) — target <= 1.2`);
     console.log(
       `  CPU per request: bare ${median(rows.map((r) => r.bare.cpuMicrosPerRequest)).toFixed(0)} µs, tollgate ` +
         `${median(rows.map((r) => r.tollgate.cpuMicrosPerRequest)).toFixed(0)} µs, ratio median ${median(cpuRatios).toFixed(2)} (${range(cpuRatios)})`,
     );
+  } finally {
+    gateway.process.kill('SIGKILL');
+  }
+}
+
+async function orchestrate(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      rounds: { type: 'string', default: '5' },
+      seconds: { type: 'string', default: '6' },
+      connections: { type: 'string', default: '50' },
+      ledger: { type: 'string' },
+    },
+  });
+  const rounds = Number(values.rounds);
+  const seconds = Number(values.seconds);
+  const connections = Number(values.connections);
+  const build = spawnSync('npm', ['run', '--silent', 'build'], { stdio: 'inherit' });
+  if (build.status !== 0) throw new Error('npm run build failed');
+  const sink = await startSpanSink();
+  const upstream = await child('upstream', 0, []);
+  const bare = await child('bare', 1, [String(upstream.port)]);
+  // PostgreSQL (with DATABASE_URL) in a schema of its own, dropped at the end.
+  const schema = values.ledger === undefined && DATABASE_URL !== undefined ? await createSchema(DATABASE_URL) : undefined;
+  try {
+    console.log(
+      `streaming SSE (${EVENTS} events, ~${((EVENTS * EVENT_BYTES) / 1024).toFixed(0)} KiB) — ${connections} connections, ` +
+        `${seconds}s × ${rounds} rounds each, proxies ${hasTaskset ? 'pinned to core 1, rest on core 0' : 'unpinned (no taskset)'}`,
+    );
+    const setup = { rounds, seconds, connections, sinkUrl: sink.url, upstream, bare };
+    if (values.ledger !== undefined) await compare(setup, values.ledger, values.ledger, 0.9);
+    else {
+      await compare(setup, 'memory://', 'embedded (PGlite in memory)', 0.9);
+      if (schema === undefined) console.log('ledger: PostgreSQL skipped, set DATABASE_URL (e.g. postgres://postgres@127.0.0.1:5432/test) to run it');
+      else await compare(setup, ledgerUrl(DATABASE_URL!, schema.config()), 'PostgreSQL', 0.8);
+    }
     console.log(`  span export bytes received by the sink: ${sink.spans()}`);
   } finally {
-    for (const { process: proc } of children) proc.kill('SIGKILL');
+    for (const { process: proc } of [upstream, bare]) proc.kill('SIGKILL');
     sink.close();
+    await schema?.drop();
   }
 }
 
