@@ -25,6 +25,28 @@
  *
  * All or nothing per run: when `run` throws, every submission in it is rejected with the error
  * (callers that need per-item failures answer them as values).
+ *
+ * Hot accounts (one customer sends most of the traffic): every reserve updates that account's
+ * row, and PostgreSQL serialises the updates on the row lock, each holding it through its commit —
+ * about 1,100–2,300 reserves/s on one account for the whole fleet, p99 near 100 ms at 64 in
+ * flight (bench/hot-account.ts, plain path). Why group commit, and not per-replica credit leases
+ * (a replica takes a block of an account's credits in one statement and admits from memory):
+ * - Group commit takes the row lock once per group, so the ceiling rises with the group size,
+ *   which follows the load: 40,685 reserves/s at 64 in flight from two processes (18.6× the plain
+ *   path in the same run, p99 4.1 ms), 53,472 at 128 (23.5×).
+ * - Leases could skip the account row, but a reservation must still be a durable row before the
+ *   gateway forwards the request: settlement, the sweeper and statements work per reservation id,
+ *   and an admitted request whose row a crash lost could never be charged. The bench's "rows
+ *   only" line is that floor — group commit of reservation rows with no account row at all — and
+ *   it is 2.0–2.3× group commit. Leases would buy at most that, and add a lease table, renewal,
+ *   reclaiming, settlement against leases, and credits stranded in other replicas' leases (false
+ *   refusals to count and bound; a crashed replica's lease lost until its TTL).
+ * - With group commit nothing else changes: a reserve resolves only after its own row and its hold
+ *   are committed; a gateway killed with SIGKILL leaves reservations that are durable or were
+ *   never admitted (its statement in flight commits whole or rolls back with its connection). No
+ *   overspend: admission is decided under the row lock against balance - held, and `held` rises
+ *   in the same statement. No false refusals: every refusal is decided under the row lock, where
+ *   nothing but open reservations holds credits (test/ledger/hot-account.test.ts).
  */
 export interface GroupCommitOptions {
   maxGroup: number;
