@@ -93,7 +93,7 @@ export function groupCommit<T, R>(run: (items: T[]) => Promise<R[]>, { maxGroup,
     while (inFlight < maxInFlight && waiting.length > 0) {
       const group = takeGroup();
       inFlight++;
-      const items = group.length === 1 ? group[0]!.items : group.flatMap((w) => w.items);
+      const items = group.flatMap((w) => w.items);
       // A run that throws at once fails its group like one that rejects, never this process.
       new Promise<R[]>((resolve) => resolve(run(items)))
         .then(
@@ -101,7 +101,7 @@ export function groupCommit<T, R>(run: (items: T[]) => Promise<R[]>, { maxGroup,
             // One result per item, in item order: hand each submission its slice.
             let offset = 0;
             for (const w of group) {
-              w.resolve(group.length === 1 ? results : results.slice(offset, offset + w.items.length));
+              w.resolve(results.slice(offset, offset + w.items.length));
               offset += w.items.length;
             }
           },
