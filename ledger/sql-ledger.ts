@@ -114,8 +114,15 @@ export class SqlLedger implements Ledger {
    */
   private async reserveMany(requests: ReserveRequest[]): Promise<ReserveResult[]> {
     this.counted(requests.length);
-    // A stable sort: each account's requests keep their arrival order.
-    const order = requests.map((_, i) => i).sort((a, b) => compare(requests[a]!.accountId, requests[b]!.accountId) || a - b);
+    // Each account's requests together, in arrival order (which account comes first is immaterial:
+    // the statement locks the accounts in id order).
+    const byAccount = new Map<string, number[]>();
+    requests.forEach((request, i) => {
+      const indexes = byAccount.get(request.accountId);
+      if (indexes === undefined) byAccount.set(request.accountId, [i]);
+      else indexes.push(i);
+    });
+    const order = [...byAccount.values()].flat();
     const sorted = order.map((i) => requests[i]!);
     const rows = await this.driver.query<ReserveRow>(sql.RESERVE_GROUP, [
       sorted.map((r) => r.reservationId),
@@ -311,11 +318,6 @@ function reserveResult(row: ReserveRow): ReserveResult {
   if (row.expires_at !== null) return { ok: true, expiresAt: row.expires_at };
   if (row.available === null) return { ok: false, reason: 'unknown_account', available: 0 };
   return { ok: false, reason: 'insufficient_credits', available: integer(row.available) };
-}
-
-/** Code-point order, the same on every machine (localeCompare is not). */
-function compare(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
 }
 
 function settle<R>(promise: Promise<R>): Promise<Settled<R>> {

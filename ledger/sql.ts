@@ -56,7 +56,7 @@ export const RESERVE = `
 /**
  * One array per column, one element per request: $1 reservation ids, $2 accounts, $3 amounts,
  * $4 TTL seconds, $5 providers, $6 models, $7 pricing versions. The requests of one account are
- * consecutive, in arrival order (sql-ledger.ts sorts them so).
+ * consecutive, in arrival order (sql-ledger.ts groups them so).
  *
  * Group commit (group-commit.ts): the reserves one gateway process has queued, for any number of
  * accounts, in one statement that takes each account's row lock once. The result is what RESERVE
