@@ -61,6 +61,8 @@ export class MeteredRequest {
   private decided = false;
   private readonly abortController = new AbortController();
   private idleTimer: NodeJS.Timeout | undefined;
+  /** performance.now() of the upstream's last sign of life (its answer, a chunk). */
+  private lastActivity: number;
   /** Why the gateway itself aborted the upstream exchange, if it did. */
   abortedBecause: 'idle' | 'shutdown' | undefined;
   /** Resolves once the outcome is recorded. */
@@ -87,7 +89,8 @@ export class MeteredRequest {
       telemetry.metrics.reservedCredits.inc(this.labels(), init.amount / MICRO),
     );
     this.done = new Promise((resolve) => (this.resolveDone = resolve));
-    this.restartIdleTimer();
+    this.lastActivity = init.arrivedAt;
+    this.armIdleTimer(init.idleTimeoutMs);
   }
 
   /** Given to the upstream request: aborting it ends the exchange in any phase. */
@@ -101,15 +104,19 @@ export class MeteredRequest {
     this.abortController.abort();
   }
 
-  private restartIdleTimer(): void {
-    if (this.idleTimer === undefined) {
-      this.idleTimer = setTimeout(() => this.abort('idle'), this.init.idleTimeoutMs);
-      // A pending timeout must not keep a process alive that is otherwise done.
-      this.idleTimer.unref();
-    } else {
-      // Called on every chunk: refresh() re-arms the same timer without allocating a new one.
-      this.idleTimer.refresh();
-    }
+  /**
+   * The idle timeout. A chunk only notes the time (a stream brings hundreds of them, and re-arming
+   * a timer on each cost more than the rest of the chunk's metering): when the timer fires, it
+   * aborts if nothing came for idleTimeoutMs, else waits for the rest of that time again.
+   */
+  private armIdleTimer(delayMs: number): void {
+    this.idleTimer = setTimeout(() => {
+      const idleFor = performance.now() - this.lastActivity;
+      if (idleFor >= this.init.idleTimeoutMs) this.abort('idle');
+      else this.armIdleTimer(this.init.idleTimeoutMs - idleFor);
+    }, delayMs);
+    // A pending timeout must not keep a process alive that is otherwise done.
+    this.idleTimer.unref();
   }
 
   /** express-http-proxy piped the upstream response into the client's: watch both, on the side. */
@@ -121,8 +128,9 @@ export class MeteredRequest {
       this.extractor = this.init.route.extractor(streaming, { maxEventBytes: this.init.maxUsageEventBytes });
       this.side = sideChannel(this.extractor, upstream.headers['content-encoding']);
     }
+    this.lastActivity = performance.now();
     upstream.on('data', (chunk: Buffer) => {
-      this.restartIdleTimer();
+      this.lastActivity = performance.now();
       if (!this.firstByteSeen) {
         this.firstByteSeen = true;
         this.telemetry.guard(() =>
