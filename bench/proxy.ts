@@ -8,7 +8,7 @@
  * Placement (../shared/BENCHMARKING.md): the proxy under test runs alone on core 1 (taskset); the
  * upstream, the load generator (autocannon) and the span sink share core 0.
  *
- *   [DATABASE_URL=postgres://…] npx tsx bench/proxy.ts [--rounds 5] [--seconds 6] [--connections 50] [--ledger URL]
+ *   [DATABASE_URL=postgres://…] npx tsx bench/proxy.ts [--rounds 5] [--seconds 6] [--warmup 10] [--connections 50] [--ledger URL]
  *
  * Without --ledger: the embedded ledger, then (with DATABASE_URL) PostgreSQL in a schema of its
  * own; each against the same bare proxy, in rounds of their own.
@@ -175,6 +175,7 @@ const range = (values: number[]) => `${Math.min(...values).toFixed(2)}–${Math.
 interface Setup {
   rounds: number;
   seconds: number;
+  warmup: number;
   connections: number;
   sinkUrl: string;
   upstream: { process: ChildProcess; port: number };
@@ -182,13 +183,15 @@ interface Setup {
 }
 
 /** Interleaved rounds of the bare proxy and a gateway on `ledger`; prints the rounds and the ratios. */
-async function compare({ rounds, seconds, connections, sinkUrl, upstream, bare }: Setup, ledger: string, label: string, target: number): Promise<void> {
+async function compare({ rounds, seconds, warmup, connections, sinkUrl, upstream, bare }: Setup, ledger: string, label: string, target: number): Promise<void> {
   const gateway = await child('tollgate', 1, [String(upstream.port), sinkUrl, ledger]);
   try {
     console.log(`ledger: ${label}`);
-    // Warm both (JIT, connection pools) before measuring.
-    await load(bare.port, bare.process.pid!, 2, connections);
-    await load(gateway.port, gateway.process.pid!, 2, connections);
+    // Warm both (JIT, connection pools) before measuring. The embedded ledger needs the longer
+    // warm-up: V8 compiles PGlite's WebAssembly quickly first and optimises its hot functions
+    // over the following seconds (a gateway's steady state, not its first seconds, is measured).
+    await load(bare.port, bare.process.pid!, warmup, connections);
+    await load(gateway.port, gateway.process.pid!, warmup, connections);
     const rows: Array<{ bare: Round; tollgate: Round }> = [];
     for (let i = 0; i < rounds; i++) {
       const a = await load(bare.port, bare.process.pid!, seconds, connections);
@@ -220,12 +223,14 @@ async function orchestrate(argv: string[]): Promise<void> {
     options: {
       rounds: { type: 'string', default: '5' },
       seconds: { type: 'string', default: '6' },
+      warmup: { type: 'string', default: '10' },
       connections: { type: 'string', default: '50' },
       ledger: { type: 'string' },
     },
   });
   const rounds = Number(values.rounds);
   const seconds = Number(values.seconds);
+  const warmup = Number(values.warmup);
   const connections = Number(values.connections);
   const build = spawnSync('npm', ['run', '--silent', 'build'], { stdio: 'inherit' });
   if (build.status !== 0) throw new Error('npm run build failed');
@@ -239,7 +244,7 @@ async function orchestrate(argv: string[]): Promise<void> {
       `streaming SSE (${EVENTS} events, ~${((EVENTS * EVENT_BYTES) / 1024).toFixed(0)} KiB) — ${connections} connections, ` +
         `${seconds}s × ${rounds} rounds each, proxies ${hasTaskset ? 'pinned to core 1, rest on core 0' : 'unpinned (no taskset)'}`,
     );
-    const setup = { rounds, seconds, connections, sinkUrl: sink.url, upstream, bare };
+    const setup = { rounds, seconds, warmup, connections, sinkUrl: sink.url, upstream, bare };
     if (values.ledger !== undefined) await compare(setup, values.ledger, values.ledger, 0.9);
     else {
       await compare(setup, 'memory://', 'embedded (PGlite in memory)', 0.9);
