@@ -11,6 +11,8 @@ import * as sql from './sql.js';
 import type {
   AccountBalance,
   EntryKind,
+  KeyReserveRequest,
+  KeyReserveResult,
   Ledger,
   LedgerOptions,
   OverrunPolicy,
@@ -46,18 +48,20 @@ interface ReservationRow {
 
 /** `available` is NULL for an unknown account (RESERVE_GROUP). */
 type ReserveRow = { expires_at: Date | null; available: BigintColumn | null };
+/** `account_id` is NULL for an unknown or revoked key (RESERVE_GROUP_FOR_KEYS). */
+type KeyReserveRow = ReserveRow & { account_id: string | null };
 
 /** What one reserve of a group came to: a result, or the error that reserve alone failed with. */
 type Settled<R> = PromiseSettledResult<R>;
 
 export class SqlLedger implements Ledger {
   /**
-   * Group commit (group-commit.ts) for the gateway's two statements per request; undefined when
-   * it is off (maxReserveBatch 1). One group in flight at a time, so reserves are admitted in
+   * Group commit (group-commit.ts) of reserves, by account and by key; undefined when it is off
+   * (maxReserveBatch 1). One group of each in flight at a time, so reserves are admitted in
    * arrival order.
    */
   private readonly reserveGroup: Submit<ReserveRequest, Settled<ReserveResult>> | undefined;
-  private readonly authenticateGroup: Submit<string, string | null> | undefined;
+  private readonly keyReserveGroup: Submit<KeyReserveRequest, Settled<KeyReserveResult>> | undefined;
   private readonly stats: ReserveStats = { requests: 0, admitted: 0, refused: 0, statements: 0, largestGroup: 0 };
 
   constructor(
@@ -66,21 +70,27 @@ export class SqlLedger implements Ledger {
   ) {
     const { maxReserveBatch: maxGroup } = validate.ledgerOptions(options);
     if (maxGroup > 1) {
-      this.reserveGroup = groupCommit((requests) => this.reserveAll(requests), { maxGroup, maxInFlight: 1 });
-      this.authenticateGroup = groupCommit((hashes) => this.accountsOf(hashes), { maxGroup, maxInFlight: 1 });
+      const options = { maxGroup, maxInFlight: 1 };
+      this.reserveGroup = groupCommit((requests) => inOneStatement(requests, (group) => this.reserveMany(group), (one) => this.reserveOne(one)), options);
+      this.keyReserveGroup = groupCommit(
+        (requests) => inOneStatement(requests, (group) => this.reserveManyForKeys(group), (one) => this.reserveOneForKey(one)),
+        options,
+      );
     }
   }
 
   async reserve(request: ReserveRequest): Promise<ReserveResult> {
     validate.reserveRequest(request);
+    return this.tallied(await submit(this.reserveGroup, request, (one) => this.reserveOne(one)));
+  }
+
+  async reserveForKey(request: KeyReserveRequest): Promise<KeyReserveResult> {
+    validate.keyReserveRequest(request);
+    return this.tallied(await submit(this.keyReserveGroup, request, (one) => this.reserveOneForKey(one)));
+  }
+
+  private tallied<R extends ReserveResult | KeyReserveResult>(result: R): R {
     this.stats.requests++;
-    let result: ReserveResult;
-    if (this.reserveGroup === undefined) result = await this.reserveOne(request);
-    else {
-      const [settled] = await this.reserveGroup([request]);
-      if (settled!.status === 'rejected') throw settled!.reason;
-      result = settled!.value;
-    }
     if (result.ok) this.stats.admitted++;
     else if (result.reason === 'insufficient_credits') this.stats.refused++;
     return result;
@@ -94,7 +104,7 @@ export class SqlLedger implements Ledger {
   /** One request, one statement: RESERVE. */
   private async reserveOne(request: ReserveRequest): Promise<ReserveResult> {
     const { reservationId, accountId, amount, ttlSeconds, provider, model, pricingVersion } = request;
-    this.counted(1);
+    this.statementRan(1);
     const [row] = await this.driver.query<ReserveRow>(sql.RESERVE, [
       reservationId, accountId, amount, ttlSeconds, provider, model, pricingVersion,
     ]);
@@ -108,53 +118,25 @@ export class SqlLedger implements Ledger {
     return (await this.reserveMany([request]))[0]!;
   }
 
-  /**
-   * Several requests, of any accounts, one statement: RESERVE_GROUP, which wants each account's
-   * requests consecutive. Answers in the requests' order; throws for them all.
-   */
+  /** Several requests, of any accounts, in one statement: RESERVE_GROUP. Throws for them all. */
   private async reserveMany(requests: ReserveRequest[]): Promise<ReserveResult[]> {
-    this.counted(requests.length);
-    // Each account's requests together, in arrival order (which account comes first is immaterial:
-    // the statement locks the accounts in id order).
-    const byAccount = new Map<string, number[]>();
-    requests.forEach((request, i) => {
-      const indexes = byAccount.get(request.accountId);
-      if (indexes === undefined) byAccount.set(request.accountId, [i]);
-      else indexes.push(i);
-    });
-    const order = [...byAccount.values()].flat();
-    const sorted = order.map((i) => requests[i]!);
-    const rows = await this.driver.query<ReserveRow>(sql.RESERVE_GROUP, [
-      sorted.map((r) => r.reservationId),
-      sorted.map((r) => r.accountId),
-      sorted.map((r) => r.amount),
-      sorted.map((r) => r.ttlSeconds),
-      sorted.map((r) => r.provider),
-      sorted.map((r) => r.model),
-      sorted.map((r) => r.pricingVersion),
-    ]);
-    const results = new Array<ReserveResult>(requests.length);
-    order.forEach((requestIndex, row) => (results[requestIndex] = reserveResult(rows[row]!)));
-    return results;
+    this.statementRan(requests.length);
+    const rows = await this.driver.query<ReserveRow>(sql.RESERVE_GROUP, reserveColumns(requests, (request) => request.accountId));
+    return rows.map(reserveResult);
   }
 
-  /** The reserves that waited together (group-commit.ts), in arrival order. */
-  private async reserveAll(requests: ReserveRequest[]): Promise<Array<Settled<ReserveResult>>> {
-    if (requests.length === 1) return [await settle(this.reserveOne(requests[0]!))];
-    try {
-      return (await this.reserveMany(requests)).map((value) => ({ status: 'fulfilled', value }));
-    } catch (error) {
-      if (!isUniqueViolation(error)) throw error;
-      // A reused reservation id (a caller's mistake) failed the whole statement, which held
-      // nothing. Each request alone, in the same order: only the reused id fails, as it would have
-      // without group commit.
-      const settled: Array<Settled<ReserveResult>> = [];
-      for (const request of requests) settled.push(await settle(this.reserveOne(request)));
-      return settled;
-    }
+  /** reserveMany() for gateway keys: RESERVE_GROUP_FOR_KEYS. */
+  private async reserveManyForKeys(requests: KeyReserveRequest[]): Promise<KeyReserveResult[]> {
+    this.statementRan(requests.length);
+    const rows = await this.driver.query<KeyReserveRow>(sql.RESERVE_GROUP_FOR_KEYS, reserveColumns(requests, (request) => hashKey(request.apiKey)));
+    return rows.map(keyReserveResult);
   }
 
-  private counted(groupSize: number): void {
+  private async reserveOneForKey(request: KeyReserveRequest): Promise<KeyReserveResult> {
+    return (await this.reserveManyForKeys([request]))[0]!;
+  }
+
+  private statementRan(groupSize: number): void {
     this.stats.statements++;
     this.stats.largestGroup = Math.max(this.stats.largestGroup, groupSize);
   }
@@ -202,16 +184,8 @@ export class SqlLedger implements Ledger {
 
   async authenticate(key: string): Promise<string | null> {
     validate.key('authenticate: key', key);
-    const hash = hashKey(key);
-    const [accountId] = await (this.authenticateGroup ?? ((hashes) => this.accountsOf(hashes)))([hash]);
-    return accountId!;
-  }
-
-  /** The account of each key hash (null for an unknown or revoked key), in one statement. */
-  private async accountsOf(hashes: string[]): Promise<Array<string | null>> {
-    const rows = await this.driver.query<{ key_hash: string; account_id: string }>(sql.AUTHENTICATE, [hashes]);
-    const accounts = new Map(rows.map((row) => [row.key_hash, row.account_id]));
-    return hashes.map((hash) => accounts.get(hash) ?? null);
+    const [row] = await this.driver.query<{ account_id: string }>(sql.AUTHENTICATE, [hashKey(key)]);
+    return row?.account_id ?? null;
   }
 
   async createAccount(accountId: string, amount: number): Promise<void> {
@@ -318,6 +292,55 @@ function reserveResult(row: ReserveRow): ReserveResult {
   if (row.expires_at !== null) return { ok: true, expiresAt: row.expires_at };
   if (row.available === null) return { ok: false, reason: 'unknown_account', available: 0 };
   return { ok: false, reason: 'insufficient_credits', available: integer(row.available) };
+}
+
+function keyReserveResult(row: KeyReserveRow): KeyReserveResult {
+  if (row.account_id === null) return { ok: false, reason: 'unknown_key' };
+  if (row.expires_at !== null) return { ok: true, accountId: row.account_id, expiresAt: row.expires_at };
+  return { ok: false, reason: 'insufficient_credits', accountId: row.account_id, available: integer(row.available!) };
+}
+
+/** A group's requests as the statement's parameters, one array per column; `owner` is $2. */
+function reserveColumns<T extends Omit<ReserveRequest, 'accountId'>>(requests: T[], owner: (request: T) => string): unknown[] {
+  return [
+    requests.map((request) => request.reservationId),
+    requests.map(owner),
+    requests.map((request) => request.amount),
+    requests.map((request) => request.ttlSeconds),
+    requests.map((request) => request.provider),
+    requests.map((request) => request.model),
+    requests.map((request) => request.pricingVersion),
+  ];
+}
+
+/**
+ * The reserves that waited together (group-commit.ts), in arrival order, in one statement; one
+ * alone in the statement for one. A reused reservation id (a caller's mistake) fails the whole
+ * statement, which held nothing: then each request alone, in the same order, so that only the
+ * reused id fails, as it would have without group commit.
+ */
+async function inOneStatement<T, R>(
+  requests: T[],
+  many: (requests: T[]) => Promise<R[]>,
+  one: (request: T) => Promise<R>,
+): Promise<Array<Settled<R>>> {
+  if (requests.length === 1) return [await settle(one(requests[0]!))];
+  try {
+    return (await many(requests)).map((value) => ({ status: 'fulfilled', value }));
+  } catch (error) {
+    if (!isUniqueViolation(error)) throw error;
+    const settled: Array<Settled<R>> = [];
+    for (const request of requests) settled.push(await settle(one(request)));
+    return settled;
+  }
+}
+
+/** Through the group commit when there is one, else alone. */
+async function submit<T, R>(group: Submit<T, Settled<R>> | undefined, request: T, alone: (request: T) => Promise<R>): Promise<R> {
+  if (group === undefined) return alone(request);
+  const [settled] = await group([request]);
+  if (settled!.status === 'rejected') throw settled!.reason;
+  return settled!.value;
 }
 
 function settle<R>(promise: Promise<R>): Promise<Settled<R>> {

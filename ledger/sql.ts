@@ -54,59 +54,18 @@ export const RESERVE = `
    WHERE id = $2::text AND NOT EXISTS (SELECT 1 FROM reservation)`;
 
 /**
- * One array per column, one element per request: $1 reservation ids, $2 accounts, $3 amounts,
- * $4 TTL seconds, $5 providers, $6 models, $7 pricing versions. The requests of one account are
- * consecutive, in arrival order (sql-ledger.ts groups them so).
- *
- * Group commit (group-commit.ts): the reserves one gateway process has queued, for any number of
- * accounts, in one statement that takes each account's row lock once. The result is what RESERVE
- * run once per request, in arrival order and with nobody in between, would give: `walk` goes
- * through the requests holding each one whose amount fits what the ones before it (of the same
- * account) left available, and refusing the others (a refused large request does not stop a
- * later small one). `account` locks the rows first, in id order (see the top of this file), so
- * each account's walk starts from its row as the previous holder of the lock left it (READ
- * COMMITTED returns the newest version to a locking read), and the UPDATE adds the walk's totals
- * to those same versions.
- *
- * One row per request, in the arrays' order: expires_at when reserved, else NULL and
- * `available`, the credits left when its turn came — NULL too for an unknown account. now() is
- * the transaction's start, so expires_at here is the value the INSERT stored.
+ * One array per column, one element per request, in arrival order: $1 reservation ids,
+ * $2 accounts, $3 amounts, $4 TTL seconds, $5 providers, $6 models, $7 pricing versions. A
+ * function (migrations/002_reserve_group.sql, which says how it works) so that its plan is kept.
  */
 export const RESERVE_GROUP = `
-  WITH RECURSIVE request AS (
-    SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::double precision[], $5::text[], $6::text[], $7::text[])
-      WITH ORDINALITY AS r(id, account_id, amount, ttl, provider, model, pricing_version, i)
-  ), account AS (
-    SELECT id, balance - held AS available FROM accounts
-     WHERE id = ANY($2::text[])
-     ORDER BY id
-       FOR NO KEY UPDATE
-  ), walk (i, available, admitted) AS (
-    SELECT 0::bigint, NULL::bigint, NULL::boolean
-    UNION ALL
-    SELECT w.i + 1,
-           CASE WHEN turn.amount <= turn.available THEN turn.available - turn.amount ELSE turn.available END,
-           turn.amount <= turn.available
-      FROM walk w
-     CROSS JOIN LATERAL (
-       SELECT ($3::bigint[])[w.i + 1] AS amount,
-              CASE WHEN ($2::text[])[w.i + 1] = ($2::text[])[w.i] THEN w.available
-                   ELSE (SELECT available FROM account WHERE id = ($2::text[])[w.i + 1]) END AS available
-     ) turn
-     WHERE w.i < cardinality($3::bigint[])
-  ), admitted AS (
-    SELECT r.* FROM request r JOIN walk w USING (i) WHERE w.admitted
-  ), held AS (
-    UPDATE accounts a SET held = a.held + t.amount
-      FROM (SELECT account_id, sum(amount) AS amount FROM admitted GROUP BY account_id) t
-     WHERE a.id = t.account_id
-  ), reservation AS (
-    INSERT INTO reservations (id, account_id, amount, expires_at, provider, model, pricing_version)
-    SELECT id, account_id, amount, now() + make_interval(secs => ttl), provider, model, pricing_version FROM admitted
-  )
-  SELECT CASE WHEN w.admitted THEN now() + make_interval(secs => r.ttl) END AS expires_at, w.available
-    FROM walk w JOIN request r USING (i)
-   ORDER BY w.i`;
+  SELECT expires_at, available
+    FROM reserve_group($1::text[], $2::text[], $3::bigint[], $4::double precision[], $5::text[], $6::text[], $7::text[])`;
+
+/** RESERVE_GROUP with $2 the SHA-256 hashes of gateway keys; account_id NULL for an unknown key. */
+export const RESERVE_GROUP_FOR_KEYS = `
+  SELECT account_id, expires_at, available
+    FROM reserve_group_for_keys($1::text[], $2::text[], $3::bigint[], $4::double precision[], $5::text[], $6::text[], $7::text[])`;
 
 // ── Settle and expire ────────────────────────────────────────────────────────────────────────
 
@@ -215,8 +174,8 @@ export const AUDIT = `
 
 // ── Keys ─────────────────────────────────────────────────────────────────────────────────────
 
-/** $1 key hashes. The account of each live key among them (group commit: sql-ledger.ts). */
-export const AUTHENTICATE = `SELECT key_hash, account_id FROM api_keys WHERE key_hash = ANY($1::text[]) AND revoked_at IS NULL`;
+/** $1 key hash. The key's account, while the key is live. */
+export const AUTHENTICATE = `SELECT account_id FROM api_keys WHERE key_hash = $1::text AND revoked_at IS NULL`;
 
 /** $1 key hash, $2 account. Tells an unknown account from a key that is already registered. */
 export const ADD_KEY = `

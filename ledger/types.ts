@@ -24,6 +24,17 @@ export type ReserveResult =
   | { ok: true; expiresAt: Date }
   | { ok: false; reason: 'insufficient_credits' | 'unknown_account'; available: number };
 
+/** A reserve for whichever account a gateway key belongs to. */
+export interface KeyReserveRequest extends Omit<ReserveRequest, 'accountId'> {
+  /** The key the client sent; it is looked up in the same statement that holds the credits. */
+  apiKey: string;
+}
+
+export type KeyReserveResult =
+  | { ok: true; accountId: string; expiresAt: Date }
+  | { ok: false; reason: 'insufficient_credits'; accountId: string; available: number }
+  | { ok: false; reason: 'unknown_key' };
+
 export type OverrunPolicy = 'cap' | 'charge';
 
 /** What a billing span asks the ledger to do with one reservation. */
@@ -110,8 +121,7 @@ export interface StatementLine extends JournalEntry {
 /** How a SQL ledger (PostgreSQL or PGlite) runs; every field is optional. */
 export interface LedgerOptions {
   /**
-   * Group commit (ledger/group-commit.ts): the most reserves (and, separately, key lookups) that
-   * one statement carries, when several arrive in this process in one turn of the event loop or
+   * Group commit (ledger/group-commit.ts): the most reserves that one statement carries, when several arrive in this process in one turn of the event loop or
    * while the previous statement is in flight. 1 turns group commit off: each is its own
    * statement, reserves queued on the account's row lock in the database. Default 256.
    */
@@ -120,10 +130,10 @@ export interface LedgerOptions {
 
 /** Counters of this ledger instance's reserves (one process), since it was opened. */
 export interface ReserveStats {
-  /** reserve() calls that reached the database (valid requests). */
+  /** reserve() and reserveForKey() calls that reached the database (valid requests). */
   requests: number;
   admitted: number;
-  /** Refused for insufficient credits (unknown accounts are not counted). */
+  /** Refused for insufficient credits (unknown accounts and keys are not counted). */
   refused: number;
   /** Statements run for them: requests / statements is the mean group size. */
   statements: number;
@@ -133,6 +143,11 @@ export interface ReserveStats {
 export interface Ledger {
   /** Holds credits atomically: two concurrent reserves never both spend the same last credits. */
   reserve(request: ReserveRequest): Promise<ReserveResult>;
+  /**
+   * reserve() for the account of a gateway key (unknown and revoked keys: 'unknown_key'): the
+   * gateway's one ledger call per request, key lookup and reserve in one statement.
+   */
+  reserveForKey(request: KeyReserveRequest): Promise<KeyReserveResult>;
   /** Applies a batch of settlements in one transaction; idempotent per reservation. */
   settle(requests: SettlementRequest[], policy: OverrunPolicy): Promise<SettlementOutcome[]>;
   /** Settles reservations open past their TTL at the reserved amount (outcome 'expired'). */

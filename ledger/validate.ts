@@ -5,7 +5,7 @@
 import { OUTCOMES } from '../plugin/semconv.js';
 import { invalidArgument } from './errors.js';
 import { isMicros } from './money.js';
-import type { LedgerOptions, OverrunPolicy, ReserveRequest, SettlementRequest } from './types.js';
+import type { KeyReserveRequest, LedgerOptions, OverrunPolicy, ReserveRequest, SettlementRequest } from './types.js';
 
 /** Ids are opaque text; the bound keeps an accidental blob out of the primary keys. */
 const MAX_ID_LENGTH = 256;
@@ -65,15 +65,24 @@ export function key(option: string, value: unknown): string {
 }
 
 export function reserveRequest(request: ReserveRequest): void {
-  id('reserve: reservationId', request.reservationId);
   id('reserve: accountId', request.accountId);
-  micros('reserve: amount', request.amount, 1);
+  reserveFields('reserve', request);
+}
+
+export function keyReserveRequest(request: KeyReserveRequest): void {
+  key('reserveForKey: apiKey', request.apiKey);
+  reserveFields('reserveForKey', request);
+}
+
+function reserveFields(method: string, request: Omit<ReserveRequest, 'accountId'>): void {
+  id(`${method}: reservationId`, request.reservationId);
+  micros(`${method}: amount`, request.amount, 1);
   if (typeof request.ttlSeconds !== 'number' || !Number.isFinite(request.ttlSeconds) || request.ttlSeconds <= 0) {
-    throw invalidArgument('reserve: ttlSeconds', request.ttlSeconds, 'a positive number of seconds');
+    throw invalidArgument(`${method}: ttlSeconds`, request.ttlSeconds, 'a positive number of seconds');
   }
-  text('reserve: provider', request.provider);
-  text('reserve: model', request.model);
-  text('reserve: pricingVersion', request.pricingVersion);
+  text(`${method}: provider`, request.provider);
+  text(`${method}: model`, request.model);
+  text(`${method}: pricingVersion`, request.pricingVersion);
 }
 
 export function policy(value: unknown): OverrunPolicy {

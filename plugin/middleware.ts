@@ -1,6 +1,6 @@
 /**
- * tollgate(): authenticate, read and check the request, reserve its upper-bound cost, then hand
- * it to express-http-proxy and meter the response on the side.
+ * tollgate(): read and check the request, reserve its upper-bound cost on the account of the
+ * client's key, then hand it to express-http-proxy and meter the response on the side.
  */
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -187,16 +187,10 @@ async function admit(
   settings: ResolvedOptions,
   arrivedAt: number,
 ): Promise<Admitted | Rejection> {
+  // The key is checked with the reserve, in the same ledger statement (one round trip, not two):
+  // the body is read first, so a request with a wrong key and a bad body gets the body's error.
   const key = gatewayKey(req);
   if (key === undefined) return new Rejection('unauthenticated', 'unauthenticated', 'missing API key');
-  let accountId: string | null;
-  try {
-    accountId = await settings.ledger.authenticate(key);
-  } catch (error) {
-    return ledgerUnavailable(error);
-  }
-  if (accountId === null) return new Rejection('unauthenticated', 'unauthenticated', 'invalid API key');
-
   const read = await readBody(req, settings.maxBodyBytes);
   if (!read.ok) {
     const reason = read.kind === 'body_too_large' ? 'body_too_large' : 'invalid_request';
@@ -229,9 +223,9 @@ async function admit(
   const reservationId = randomUUID();
   let reserved;
   try {
-    reserved = await settings.ledger.reserve({
+    reserved = await settings.ledger.reserveForKey({
       reservationId,
-      accountId,
+      apiKey: key,
       amount: estimate.amount,
       ttlSeconds: settings.reservationTtlSeconds,
       provider: route.provider,
@@ -240,6 +234,9 @@ async function admit(
     });
   } catch (error) {
     return ledgerUnavailable(error, read);
+  }
+  if (!reserved.ok && reserved.reason === 'unknown_key') {
+    return new Rejection('unauthenticated', 'unauthenticated', 'invalid API key');
   }
   if (!reserved.ok) {
     return new Rejection(
@@ -253,7 +250,7 @@ async function admit(
     init: {
       route,
       reservationId,
-      accountId,
+      accountId: reserved.accountId,
       requestModel: model,
       // Metric labels must stay few: free-form model names priced by the default share one label.
       modelLabel: price === settings.pricing.defaultPrice ? 'default' : model,

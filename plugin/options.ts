@@ -74,7 +74,7 @@ export function parseOptions(options: TollgateOptions): ResolvedOptions {
     throw new TollgateOptionError('options', options, 'an object');
   }
   const { ledger } = options;
-  if (ledger == null || typeof ledger.reserve !== 'function' || typeof ledger.authenticate !== 'function') {
+  if (ledger == null || typeof ledger.reserveForKey !== 'function') {
     throw new TollgateOptionError('ledger', ledger, 'a Ledger (see ledger/types.ts)');
   }
   const chatUsage = options.chatUsage ?? 'reserve';

@@ -4,7 +4,7 @@
  */
 import { expect } from 'chai';
 import { hashKey, LedgerError, type SqlLedger } from '../../ledger/index.js';
-import type { OverrunPolicy, ReserveRequest, SettlementRequest } from '../../ledger/types.js';
+import type { KeyReserveRequest, OverrunPolicy, ReserveRequest, SettlementRequest } from '../../ledger/types.js';
 import type { OpenTestLedger, TestLedger } from './databases.js';
 
 /** One credit. */
@@ -23,6 +23,11 @@ export function reserveRequest(accountId: string, amount: number, ttlSeconds = 6
     model: 'gpt-test',
     pricingVersion: 'p1',
   };
+}
+
+function keyReserveRequest(apiKey: string, amount: number): KeyReserveRequest {
+  const { accountId: _, ...request } = reserveRequest('', amount);
+  return { ...request, apiKey };
 }
 
 export function settlementRequest(reservationId: string, accountId: string, cost: number | null): SettlementRequest {
@@ -131,7 +136,7 @@ export function ledgerConformance(open: OpenTestLedger): void {
       expect(await ledger.revokeKey(key)).to.equal(false);
     });
 
-    it('looks up keys that arrive together in one statement, each answered for itself', async () => {
+    it('answers each key for itself: live, unknown, revoked', async () => {
       await ledger.createAccount('acme', 0);
       await ledger.createAccount('beta', 0);
       const [acme, beta, revoked] = [await ledger.createKey('acme'), await ledger.createKey('beta'), await ledger.createKey('beta')];
@@ -274,10 +279,53 @@ export function ledgerConformance(open: OpenTestLedger): void {
       expect(await ledger.openReservations()).to.equal(0);
     });
 
+    it('reserves for the account of a live key, and refuses unknown and revoked keys', async () => {
+      await ledger.createAccount('acme', 10 * C);
+      const key = await ledger.createKey('acme');
+      const result = await ledger.reserveForKey(keyReserveRequest(key, 4 * C));
+      expect(result).to.deep.include({ ok: true, accountId: 'acme' });
+      expect(await ledger.reserveForKey(keyReserveRequest(key, 7 * C))).to.deep.equal({
+        ok: false,
+        reason: 'insufficient_credits',
+        accountId: 'acme',
+        available: 6 * C,
+      });
+      await ledger.revokeKey(key);
+      expect(await ledger.reserveForKey(keyReserveRequest(key, C))).to.deep.equal({ ok: false, reason: 'unknown_key' });
+      expect(await ledger.reserveForKey(keyReserveRequest('unknown-key', C))).to.deep.equal({ ok: false, reason: 'unknown_key' });
+      await expectAccount('acme', 10 * C, 4 * C);
+      expect(await ledger.openReservations()).to.equal(1);
+    });
+
+    it('reserves for keys that arrive together in one statement, two keys of one account drawing on one balance', async () => {
+      await ledger.createAccount('zeta', 10 * C);
+      await ledger.createAccount('alpha', C);
+      const [zeta1, zeta2, alpha, revoked] = [
+        await ledger.createKey('zeta'), await ledger.createKey('zeta'), await ledger.createKey('alpha'), await ledger.createKey('alpha'),
+      ];
+      await ledger.revokeKey(revoked);
+      const requests: Array<[string, number]> = [
+        [zeta1, 6 * C], ['unknown-key', C], [zeta2, 5 * C], [revoked, C], [alpha, 2 * C], [zeta2, 3 * C], [zeta1, C], [alpha, C],
+      ];
+      const results = await Promise.all(requests.map(([apiKey, amount]) => ledger.reserveForKey(keyReserveRequest(apiKey, amount))));
+      // zeta: 10 - 6 = 4, the 5 refused, 4 - 3 = 1, 1 - 1 = 0 — whichever of its keys asked;
+      // alpha: 2 refused on 1, then 1 fits.
+      expect(results.map((result) => (result.ok ? `${result.accountId} ok` : result.reason === 'unknown_key' ? 'unknown' : `${result.accountId} ${result.available}`))).to.deep.equal([
+        'zeta ok', 'unknown', `zeta ${4 * C}`, 'unknown', `alpha ${C}`, 'zeta ok', 'zeta ok', 'alpha ok',
+      ]);
+      expect(ledger.reserveStats()).to.deep.equal({ requests: 8, admitted: 4, refused: 2, statements: 1, largestGroup: 8 });
+      await expectAccount('zeta', 10 * C, 10 * C);
+      await expectAccount('alpha', C, C);
+      expect(await ledger.openReservations()).to.equal(4);
+    });
+
     it('rejects invalid requests, naming the field', async () => {
       await expectLedgerError(ledger.reserve(reserveRequest('acme', 0)), 'ERR_LEDGER_INVALID_ARGUMENT', 'reserve: amount', '0');
       await expectLedgerError(ledger.reserve(reserveRequest('acme', C, 0)), 'ERR_LEDGER_INVALID_ARGUMENT', 'reserve: ttlSeconds');
       await expectLedgerError(ledger.reserve({ ...reserveRequest('acme', C), reservationId: '' }), 'ERR_LEDGER_INVALID_ARGUMENT', 'reservationId');
+      let message = '';
+      await ledger.reserveForKey(keyReserveRequest('has space', C)).catch((error: Error) => (message = error.message));
+      expect(message).to.contain('reserveForKey: apiKey').and.not.to.contain('has space');
     });
   });
 
@@ -516,7 +564,7 @@ export function ledgerConformance(open: OpenTestLedger): void {
 
     it('records each applied migration', async () => {
       const rows = await db.query('SELECT version FROM schema_migrations ORDER BY version');
-      expect(rows.map((row) => row.version)).to.deep.equal(['001']);
+      expect(rows.map((row) => row.version)).to.deep.equal(['001', '002']);
     });
   });
 }
