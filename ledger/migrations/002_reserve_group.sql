@@ -3,6 +3,11 @@
 -- planned on every call. PGlite, the embedded ledger, has no named prepared statements, and there
 -- planning this statement cost about as much as running it.
 --
+-- A kept plan is a generic one, made without seeing the arrays: it cannot tell a group of three
+-- accounts from a table scan's worth, and on a table of a thousand accounts it chose to read them
+-- all (a sequential scan into a hash join) where three index lookups do. These functions only
+-- ever touch the rows their arrays name, by primary key, so they run with sequential scans off.
+--
 -- One array element per request, in arrival order; one row back per request, in the same order.
 --
 -- Group commit (group-commit.ts): the reserves one gateway process has queued, for any number of
@@ -21,7 +26,8 @@
 CREATE FUNCTION reserve_group(
   p_ids TEXT[], p_accounts TEXT[], p_amounts BIGINT[], p_ttls DOUBLE PRECISION[],
   p_providers TEXT[], p_models TEXT[], p_pricing_versions TEXT[]
-) RETURNS TABLE (expires_at TIMESTAMPTZ, available BIGINT) LANGUAGE plpgsql AS $$
+) RETURNS TABLE (expires_at TIMESTAMPTZ, available BIGINT) LANGUAGE plpgsql
+SET enable_seqscan = off AS $$
 #variable_conflict use_column
 DECLARE
   -- The requests' positions, each account's together and in arrival order: the walk's order.
@@ -73,7 +79,8 @@ $$;
 CREATE FUNCTION reserve_group_for_keys(
   p_ids TEXT[], p_key_hashes TEXT[], p_amounts BIGINT[], p_ttls DOUBLE PRECISION[],
   p_providers TEXT[], p_models TEXT[], p_pricing_versions TEXT[]
-) RETURNS TABLE (account_id TEXT, expires_at TIMESTAMPTZ, available BIGINT) LANGUAGE plpgsql AS $$
+) RETURNS TABLE (account_id TEXT, expires_at TIMESTAMPTZ, available BIGINT) LANGUAGE plpgsql
+SET enable_seqscan = off AS $$
 #variable_conflict use_column
 DECLARE
   v_accounts TEXT[] := ARRAY(
