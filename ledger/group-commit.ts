@@ -1,7 +1,7 @@
 /**
  * Group commit: work submitted while a statement (or transaction) is in flight waits, and then
  * goes to the database together with everything else that waited, as ONE statement. Used for the
- * gateway's key lookups and reserves (sql-ledger.ts) and for settlement transactions
+ * gateway's reserves, key lookup included (sql-ledger.ts), and for settlement transactions
  * (collector/group-commit.ts).
  *
  * Why: on this hot path the cost of a statement is mostly per statement, not per row — a round

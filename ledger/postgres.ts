@@ -15,7 +15,7 @@ import * as validate from './validate.js';
 /**
  * `config`: a postgres:// URL, or a pg pool configuration (e.g. `max` for the pool size, default
  * 10, or `options: '-c search_path=SCHEMA'` to keep the ledger in its own schema). `options`: see
- * LedgerOptions (group commit for reserves and key lookups is on by default).
+ * LedgerOptions (group commit for reserves is on by default).
  */
 export async function openPostgresLedger(config: string | pg.PoolConfig, options: LedgerOptions = {}): Promise<SqlLedger> {
   if (typeof config === 'string') {
