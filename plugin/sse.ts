@@ -93,7 +93,7 @@ export function createSseScanner(config: SseScannerConfig): SseScanner {
   const { events, maxEventBytes, onEvent, onError } = config;
   checkMaxEventBytes(maxEventBytes);
   // The wanted type named by an `event:` value, or null; an empty value means the default type.
-  const typeOf = events === undefined ? decodeType : matcher(events);
+  const typeOf = events === undefined ? decodeType : matcherFor(events);
   const defaultType = events === undefined || events.includes(DEFAULT_TYPE) ? DEFAULT_TYPE : null;
 
   let stopped = false;
@@ -319,11 +319,26 @@ function decodeType(buf: Buffer, start: number, end: number): string {
   return buf.toString('utf8', start, end);
 }
 
+type Matcher = (buf: Buffer, start: number, end: number) => string | null;
+
+/**
+ * One matcher per list of wanted types: the lists are the extractors' constants, and a scanner
+ * is made per response — building the matcher's buffers each time cost more than scanning a
+ * 20 KB stream.
+ */
+const matchers = new WeakMap<readonly string[], Matcher>();
+
+function matcherFor(types: readonly string[]): Matcher {
+  let match = matchers.get(types);
+  if (match === undefined) matchers.set(types, (match = matcher(types)));
+  return match;
+}
+
 /**
  * Compares an event's name with the wanted types of the same length (most names have none)
  * rather than decode every event's name.
  */
-function matcher(types: readonly string[]): (buf: Buffer, start: number, end: number) => string | null {
+function matcher(types: readonly string[]): Matcher {
   const byLength: { type: string; bytes: Buffer }[][] = [];
   for (const type of types) {
     const bytes = Buffer.from(type);
