@@ -191,6 +191,8 @@ async function admit(
   // the body is read first, so a request with a wrong key and a bad body gets the body's error.
   const key = gatewayKey(req);
   if (key === undefined) return new Rejection('unauthenticated', 'unauthenticated', 'missing API key');
+  // No key has whitespace in it; the ledger would refuse to look one up, which is no outage.
+  if (/\s/.test(key)) return new Rejection('unauthenticated', 'unauthenticated', 'invalid API key');
   const read = await readBody(req, settings.maxBodyBytes);
   if (!read.ok) {
     const reason = read.kind === 'body_too_large' ? 'body_too_large' : 'invalid_request';

@@ -44,12 +44,15 @@ describe('requests tollgate refuses', function () {
     expect(JSON.parse(missing.body.toString())).to.deep.equal({
       error: { message: 'missing API key', type: 'invalid_request_error', param: null, code: 'unauthenticated' },
     });
-    const unknown = await post(`${gateway.url}/v1/messages`, JSON.stringify({ model: 'claude-sonnet-4-6' }), { 'x-api-key': 'tg_nope' });
-    expect(unknown.status).to.equal(401);
-    expect(JSON.parse(unknown.body.toString())).to.deep.equal({
-      type: 'error',
-      error: { type: 'authentication_error', message: 'invalid API key' },
-    });
+    // One that cannot be a key at all (whitespace inside) is refused the same way, not as an outage.
+    for (const apiKey of ['tg_nope', 'tg nope']) {
+      const unknown = await post(`${gateway.url}/v1/messages`, JSON.stringify({ model: 'claude-sonnet-4-6' }), { 'x-api-key': apiKey });
+      expect(unknown.status).to.equal(401);
+      expect(JSON.parse(unknown.body.toString())).to.deep.equal({
+        type: 'error',
+        error: { type: 'authentication_error', message: 'invalid API key' },
+      });
+    }
   });
 
   it('413 for a chunked body over the limit (no Content-Length to trust)', async () => {
