@@ -9,10 +9,17 @@
  * recorded as such.
  *
  * Output tokens are the request's own limit, else the configured default, capped by the model's
- * output limit when the pricing table knows it.
+ * output limit when the pricing table knows it (and by MAX_OUTPUT_TOKENS when it does not).
  */
 import { maxCostOf, type ModelPrice } from './pricing.js';
 import type { Route } from './routes.js';
+
+/**
+ * More output than any model writes in one response (the largest limits are around a million
+ * tokens). A client may send any integer as its limit; beyond this one the estimate could pass
+ * what money can be here (2^53 micro-credits) instead of simply being more than any balance.
+ */
+const MAX_OUTPUT_TOKENS = 1_000_000_000;
 
 export interface EstimateSettings {
   defaultMaxOutputTokens: number;
@@ -37,7 +44,7 @@ export function estimateReservation(
   const inputTokens = Math.ceil(bodyBytes / settings.bytesPerInputToken);
   const requested = route.maxOutputFields.map((field) => request[field]).find(isPositiveInteger);
   const modelLimit = price.maxOutputTokens;
-  let outputTokens = requested ?? settings.defaultMaxOutputTokens;
+  let outputTokens = Math.min(requested ?? settings.defaultMaxOutputTokens, MAX_OUTPUT_TOKENS);
   if (modelLimit !== undefined) outputTokens = Math.min(outputTokens, modelLimit);
   const bound = maxCostOf({ inputTokens, outputTokens }, price);
   // One rounding, upwards, after the buffer: the reservation stays an upper bound.

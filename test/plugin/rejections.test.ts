@@ -8,6 +8,7 @@ import OpenAI from 'openai';
 import Anthropic from '@anthropic-ai/sdk';
 import { startGateway, type TestGateway } from '../support/gateway.js';
 import { post } from '../support/http.js';
+import { parsePricing } from '../../plugin/pricing.js';
 import { TEST_PRICING } from '../support/pricing.js';
 import { JSON_HEADERS, responsesObject } from '../support/provider-streams.js';
 import { startUpstream, type Upstream } from '../support/upstream.js';
@@ -104,6 +105,22 @@ describe('requests tollgate refuses', function () {
       .catch((e) => e);
     expect(refused.status).to.equal(402);
     expect(refused.error).to.deep.include({ type: 'error' });
+  });
+
+  it('402 when a client asks for 2^53 output tokens of a model without a limit (not a 500)', async () => {
+    const pricing = parsePricing({ models: { unbounded: { input: 1, output: 1000 } } }, 'unbounded');
+    const local = await startGateway(upstream.url, 5, { pricing });
+    try {
+      const rich = await local.account('rich', 1_000_000_000_000);
+      const body = JSON.stringify({ model: 'unbounded', input: 'hi', max_output_tokens: Number.MAX_SAFE_INTEGER });
+      const res = await post(`${local.url}/v1/responses`, body, { authorization: `Bearer ${rich}` });
+      expect(res.status).to.equal(402);
+      // Output capped at 10^9 tokens × 1,000 µcr + one input token per body byte × 1 µcr.
+      expect(JSON.parse(res.body.toString()).error.message).to.contain(`may cost up to ${1e12 + body.length} micro-credits`);
+      expect(await local.ledger.account('rich')).to.deep.include({ held: 0 });
+    } finally {
+      await local.close();
+    }
   });
 
   it('leaves other paths and methods to the next handler', async () => {
