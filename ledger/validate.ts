@@ -11,14 +11,16 @@ import type { KeyReserveRequest, LedgerOptions, OverrunPolicy, ReserveRequest, S
 const MAX_ID_LENGTH = 256;
 
 export function id(option: string, value: unknown): string {
-  if (typeof value !== 'string' || value.length === 0 || value.length > MAX_ID_LENGTH) {
-    throw invalidArgument(option, value, `a non-empty string of at most ${MAX_ID_LENGTH} characters`);
+  if (typeof value !== 'string' || value.length === 0 || value.length > MAX_ID_LENGTH || value.includes('\u0000')) {
+    throw invalidArgument(option, value, `a non-empty string of at most ${MAX_ID_LENGTH} characters, without NUL`);
   }
   return value;
 }
 
 export function text(option: string, value: unknown): string {
-  if (typeof value !== 'string') throw invalidArgument(option, value, 'a string');
+  // PostgreSQL text cannot hold a NUL: caught here, it fails this call alone, not the group
+  // statement it would have joined.
+  if (typeof value !== 'string' || value.includes('\u0000')) throw invalidArgument(option, value, 'a string without NUL characters');
   return value;
 }
 

@@ -213,6 +213,9 @@ async function admit(
   if (typeof model !== 'string' || model === '') {
     return new Rejection('invalid_request', 'invalid_request', 'request has no model');
   }
+  if (!isModelName(model)) {
+    return new Rejection('invalid_request', 'invalid_request', 'request has an invalid model (control characters, or over 256 characters)');
+  }
   const price = settings.pricing.price(model, route.provider);
   if (price === undefined) {
     return new Rejection('unpriced_model', 'unpriced_model', `model ${JSON.stringify(model)} has no price`);
@@ -264,6 +267,14 @@ async function admit(
       arrivedAt,
     },
   };
+}
+
+/**
+ * Model names are short printable identifiers. The name is stored with the reservation and sent
+ * on the span; a NUL cannot be stored in PostgreSQL text at all.
+ */
+function isModelName(model: string): boolean {
+  return model.length <= 256 && !/[\u0000-\u001f\u007f]/.test(model);
 }
 
 function ledgerUnavailable(error: unknown, body?: BodyResult): Rejection {

@@ -323,6 +323,15 @@ export function ledgerConformance(open: OpenTestLedger): void {
       await expectLedgerError(ledger.reserve(reserveRequest('acme', 0)), 'ERR_LEDGER_INVALID_ARGUMENT', 'reserve: amount', '0');
       await expectLedgerError(ledger.reserve(reserveRequest('acme', C, 0)), 'ERR_LEDGER_INVALID_ARGUMENT', 'reserve: ttlSeconds');
       await expectLedgerError(ledger.reserve({ ...reserveRequest('acme', C), reservationId: '' }), 'ERR_LEDGER_INVALID_ARGUMENT', 'reservationId');
+      // PostgreSQL text cannot hold a NUL: refused before the group statement, which the others
+      // of its group then reach unharmed.
+      await ledger.createAccount('acme', 10 * C);
+      const [nul, fine] = await Promise.allSettled([
+        ledger.reserve({ ...reserveRequest('acme', C), model: 'gpt\u0000' }),
+        ledger.reserve(reserveRequest('acme', C)),
+      ]);
+      expect(nul.status === 'rejected' && (nul.reason as LedgerError).message).to.contain('reserve: model');
+      expect(fine.status === 'fulfilled' && fine.value.ok).to.equal(true);
       let message = '';
       await ledger.reserveForKey(keyReserveRequest('has space', C)).catch((error: Error) => (message = error.message));
       expect(message).to.contain('reserveForKey: apiKey').and.not.to.contain('has space');

@@ -9,7 +9,7 @@ import Anthropic from '@anthropic-ai/sdk';
 import { startGateway, type TestGateway } from '../support/gateway.js';
 import { post } from '../support/http.js';
 import { parsePricing } from '../../plugin/pricing.js';
-import { TEST_PRICING } from '../support/pricing.js';
+import { TEST_PRICING, TEST_PRICING_FILE } from '../support/pricing.js';
 import { JSON_HEADERS, responsesObject } from '../support/provider-streams.js';
 import { startUpstream, type Upstream } from '../support/upstream.js';
 
@@ -118,6 +118,24 @@ describe('requests tollgate refuses', function () {
       // Output capped at 10^9 tokens × 1,000 µcr + one input token per body byte × 1 µcr.
       expect(JSON.parse(res.body.toString()).error.message).to.contain(`may cost up to ${1e12 + body.length} micro-credits`);
       expect(await local.ledger.account('rich')).to.deep.include({ held: 0 });
+    } finally {
+      await local.close();
+    }
+  });
+
+  it('400 for a model name no ledger can store, without failing the requests reserved with it', async () => {
+    // A default price lets any model name through to the reserve: PostgreSQL text cannot hold a
+    // NUL, and the statement that failed on it would fail every request of its group.
+    const pricing = parsePricing({ ...TEST_PRICING_FILE, default: { input: 1, output: 1 } }, 'with default');
+    const local = await startGateway(upstream.url, 5, { pricing });
+    try {
+      const apiKey = await local.account('dana', 100_000_000);
+      const send = (model: string) =>
+        post(`${local.url}/v1/responses`, JSON.stringify({ model, input: 'hi', max_output_tokens: 10 }), { authorization: `Bearer ${apiKey}` });
+      const results = await Promise.all(['gpt-4.1', 'evil\u0000model', 'any-model', 'x'.repeat(257), 'gpt-4.1'].map(send));
+      expect(results.map((res) => res.status)).to.deep.equal([200, 400, 200, 400, 200]);
+      expect(JSON.parse(results[1]!.body.toString()).error.message).to.equal('request has an invalid model (control characters, or over 256 characters)');
+      expect((await local.waitForOutcomes(3)).map((record) => record.outcome)).to.deep.equal(['completed', 'completed', 'completed']);
     } finally {
       await local.close();
     }
