@@ -12,7 +12,7 @@
  *   otherwise                 → upstream_error (reset mid-stream, or ended without a terminal event)
  * Usage is whatever the extractor has learned by then: on a broken stream, the usage known so far.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ClientRequest, IncomingMessage, ServerResponse } from 'node:http';
 import { costOf, type ModelPrice } from './pricing.js';
 import type { Route } from './routes.js';
 import { sideChannel, type SideChannel } from './side-channel.js';
@@ -59,7 +59,8 @@ export class MeteredRequest {
   private upstreamClosed = false;
   private firstByteSeen = false;
   private decided = false;
-  private readonly abortController = new AbortController();
+  /** The request to the upstream, once express-http-proxy has made it (proxy.ts hands it over). */
+  private upstreamRequest: ClientRequest | undefined;
   private idleTimer: NodeJS.Timeout | undefined;
   /** performance.now() of the upstream's last sign of life (its answer, a chunk). */
   private lastActivity: number;
@@ -93,15 +94,16 @@ export class MeteredRequest {
     this.armIdleTimer(init.idleTimeoutMs);
   }
 
-  /** Given to the upstream request: aborting it ends the exchange in any phase. */
-  get signal(): AbortSignal {
-    return this.abortController.signal;
+  /** express-http-proxy made the request to the upstream: aborting ends it, in any phase. */
+  attach(request: ClientRequest): void {
+    this.upstreamRequest = request;
+    if (this.abortedBecause !== undefined) request.destroy(new UpstreamAborted(this.abortedBecause));
   }
 
-  /** Ends the upstream exchange now (graceful shutdown past its deadline). */
+  /** Ends the upstream exchange now (idle timeout, graceful shutdown past its deadline). */
   abort(because: 'idle' | 'shutdown'): void {
     this.abortedBecause ??= because;
-    this.abortController.abort();
+    this.upstreamRequest?.destroy(new UpstreamAborted(because));
   }
 
   /**
@@ -247,6 +249,12 @@ export class MeteredRequest {
 
   private labels() {
     return { provider: this.init.route.provider, model: this.init.modelLabel };
+  }
+}
+
+class UpstreamAborted extends Error {
+  constructor(because: 'idle' | 'shutdown') {
+    super(`tollgate ended the upstream exchange (${because === 'idle' ? 'idle timeout' : 'shutdown'})`);
   }
 }
 

@@ -70,12 +70,12 @@ export function tollgate(options: TollgateOptions): TollgateMiddleware {
     }
     metered?.endWithoutResponse(clientLeft);
   };
-  const upstreamSignal = (req: IncomingMessage) => pending.get((req as Request).res as ServerResponse)?.signal;
+  const exchangeFor = (req: IncomingMessage) => pending.get((req as Request).res as ServerResponse);
   const upstreams: Record<Provider, Upstream> = {
     openai: createUpstream({
       base: settings.openaiUpstream,
       connectTimeoutMs: settings.upstreamConnectTimeoutMs,
-      signalFor: upstreamSignal,
+      exchangeFor,
       authenticate: (headers) => {
         if (settings.openaiApiKey) headers.authorization = `Bearer ${settings.openaiApiKey}`;
       },
@@ -84,7 +84,7 @@ export function tollgate(options: TollgateOptions): TollgateMiddleware {
     anthropic: createUpstream({
       base: settings.anthropicUpstream,
       connectTimeoutMs: settings.upstreamConnectTimeoutMs,
-      signalFor: upstreamSignal,
+      exchangeFor,
       authenticate: (headers) => {
         if (settings.anthropicApiKey) headers['x-api-key'] = settings.anthropicApiKey;
       },
