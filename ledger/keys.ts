@@ -15,6 +15,14 @@ export function generateKey(): string {
   return KEY_PREFIX + randomBytes(32).toString('base64url');
 }
 
+/**
+ * Whether `key` can be a key at all: non-empty, no whitespace. The ledger refuses any other as
+ * an invalid argument; the gateway answers such a request 401 without asking the ledger.
+ */
+export function isWellFormedKey(key: string): boolean {
+  return key.length > 0 && !/\s/.test(key);
+}
+
 /** The stored form of a key: its SHA-256, hex. */
 export function hashKey(key: string): string {
   return createHash('sha256').update(key, 'utf8').digest('hex');

@@ -121,9 +121,10 @@ export interface StatementLine extends JournalEntry {
 /** How a SQL ledger (PostgreSQL or PGlite) runs; every field is optional. */
 export interface LedgerOptions {
   /**
-   * Group commit (ledger/group-commit.ts): the most reserves that one statement carries, when several arrive in this process in one turn of the event loop or
-   * while the previous statement is in flight. 1 turns group commit off: each is its own
-   * statement, reserves queued on the account's row lock in the database. Default 256.
+   * Group commit (ledger/group-commit.ts): the most reserves that one statement carries, when
+   * several arrive in this process in one turn of the event loop or while the previous statement
+   * is in flight. 1 turns group commit off: each is its own statement, reserves queued on the
+   * account's row lock in the database. Default 256.
    */
   maxReserveBatch?: number;
 }

@@ -4,6 +4,7 @@
  */
 import { OUTCOMES } from '../plugin/semconv.js';
 import { invalidArgument } from './errors.js';
+import { isWellFormedKey } from './keys.js';
 import { isMicros } from './money.js';
 import type { KeyReserveRequest, LedgerOptions, OverrunPolicy, ReserveRequest, SettlementRequest } from './types.js';
 
@@ -59,7 +60,7 @@ export function ledgerOptions(options: LedgerOptions): Required<LedgerOptions> {
 
 /** A key is a secret: the error describes it without quoting it. */
 export function key(option: string, value: unknown): string {
-  if (typeof value !== 'string' || value.length === 0 || /\s/.test(value)) {
+  if (typeof value !== 'string' || !isWellFormedKey(value)) {
     const shown = typeof value === 'string' ? `a string of ${value.length} characters` : typeof value;
     throw invalidArgument(option, shown, 'a non-empty string without whitespace');
   }

@@ -6,6 +6,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import type { Registry } from 'prom-client';
+import { isWellFormedKey } from '../ledger/keys.js';
 import { sendError, type GatewayErrorKind } from './errors.js';
 import { estimateReservation } from './estimate.js';
 import { MeteredRequest, type MeteredRequestInit } from './metering.js';
@@ -191,8 +192,8 @@ async function admit(
   // the body is read first, so a request with a wrong key and a bad body gets the body's error.
   const key = gatewayKey(req);
   if (key === undefined) return new Rejection('unauthenticated', 'unauthenticated', 'missing API key');
-  // No key has whitespace in it; the ledger would refuse to look one up, which is no outage.
-  if (/\s/.test(key)) return new Rejection('unauthenticated', 'unauthenticated', 'invalid API key');
+  // The ledger would refuse to look such a key up, which is no outage.
+  if (!isWellFormedKey(key)) return new Rejection('unauthenticated', 'unauthenticated', 'invalid API key');
   const read = await readBody(req, settings.maxBodyBytes);
   if (!read.ok) {
     const reason = read.kind === 'body_too_large' ? 'body_too_large' : 'invalid_request';

@@ -22,7 +22,7 @@ const NOT_FORWARDED = new Set([...HOP_BY_HOP, ...GATEWAY_CREDENTIALS]);
 
 function connectionListed(value: string | string[] | undefined): string[] {
   if (value === undefined) return [];
-  const text = Array.isArray(value) ? value.join(',') : (value ?? '');
+  const text = Array.isArray(value) ? value.join(',') : value;
   return text
     .split(',')
     .map((token) => token.trim().toLowerCase())
