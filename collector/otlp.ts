@@ -290,32 +290,42 @@ function jsonSpan(span: Record<string, unknown>, keys: AttributeKeys): OtlpSpan 
     const { key, value } = object(entry, 'attributes[]');
     if (typeof key !== 'string') throw new MalformedOtlp('attribute key must be a string');
     if (!keys.names.has(key)) continue;
-    const scalar = value === undefined ? undefined : jsonScalar(object(value, `attribute ${key}`), key);
+    // The JSON mapping reads null as the field's default: an empty value, as if absent.
+    const scalar = value === undefined || value === null ? undefined : jsonScalar(object(value, `attribute ${key}`), key);
     if (scalar !== undefined) attributes.set(key, scalar);
   }
   return { spanId, endTimeMs: int64(span.endTimeUnixNano ?? 0, 'endTimeUnixNano') / 1e6, attributes };
 }
 
-/** An AnyValue; array, kvlist and bytes values (and an empty one) yield undefined. */
+/**
+ * An AnyValue; array, kvlist and bytes values (and an empty one) yield undefined. A member that
+ * is null is not set (the JSON mapping's default).
+ */
 function jsonScalar(value: Record<string, unknown>, key: string): AttributeValue | undefined {
-  if ('stringValue' in value) {
-    if (typeof value.stringValue !== 'string') throw new MalformedOtlp(`attribute ${key}: stringValue must be a string`);
-    return value.stringValue;
+  const { stringValue, boolValue, intValue, doubleValue } = value;
+  if (stringValue != null) {
+    if (typeof stringValue !== 'string') throw new MalformedOtlp(`attribute ${key}: stringValue must be a string`);
+    return stringValue;
   }
-  if ('boolValue' in value) {
-    if (typeof value.boolValue !== 'boolean') throw new MalformedOtlp(`attribute ${key}: boolValue must be a boolean`);
-    return value.boolValue;
+  if (boolValue != null) {
+    if (typeof boolValue !== 'boolean') throw new MalformedOtlp(`attribute ${key}: boolValue must be a boolean`);
+    return boolValue;
   }
-  if ('intValue' in value) return int64(value.intValue, `attribute ${key}: intValue`);
-  if ('doubleValue' in value) {
-    // The JSON mapping also allows "NaN", "Infinity" and numeric strings.
-    const double = typeof value.doubleValue === 'string' ? Number(value.doubleValue) : value.doubleValue;
-    if (typeof double !== 'number' || (Number.isNaN(double) && value.doubleValue !== 'NaN')) {
-      throw new MalformedOtlp(`attribute ${key}: doubleValue must be a number`);
-    }
-    return double;
-  }
+  if (intValue != null) return int64(intValue, `attribute ${key}: intValue`);
+  if (doubleValue != null) return double(doubleValue, `attribute ${key}: doubleValue`);
   return undefined;
+}
+
+/**
+ * The JSON mapping's double: a number, or a string holding a decimal number (exponent allowed),
+ * "NaN", "Infinity" or "-Infinity". Number() alone would also take "", " " and "0x3e8".
+ */
+const DOUBLE_STRING = /^(?:-?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|NaN|-?Infinity)$/;
+
+function double(value: unknown, what: string): number {
+  if (typeof value === 'number') return value;
+  if (typeof value === 'string' && DOUBLE_STRING.test(value)) return Number(value);
+  throw new MalformedOtlp(`${what} must be a number`);
 }
 
 /** A 64-bit integer: a decimal string or a JSON number. */

@@ -34,7 +34,11 @@ export function micros(option: string, value: unknown, min: 0 | 1): number {
 }
 
 export function date(option: string, value: unknown): Date {
-  if (!(value instanceof Date) || Number.isNaN(value.getTime())) throw invalidArgument(option, value, 'a valid Date');
+  // Years past 9999 have no ISO 8601 form PostgreSQL reads (toISOString writes "+010000-…"): a
+  // statement carrying one would fail for every request it holds.
+  if (!(value instanceof Date) || Number.isNaN(value.getTime()) || value.getUTCFullYear() < 1 || value.getUTCFullYear() > 9999) {
+    throw invalidArgument(option, value, 'a valid Date in the years 1 to 9999');
+  }
   return value;
 }
 

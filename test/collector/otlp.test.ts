@@ -23,8 +23,11 @@ const KEYS = new AttributeKeys([
   'big',
   'n',
   'd',
+  'e',
   'bytes',
   'empty',
+  'nullValue',
+  'nullMember',
   'a',
 ]);
 
@@ -118,8 +121,12 @@ describe('collector/otlp', () => {
                     { key: 'big', value: { intValue: '9007199254740993' } },
                     { key: 'n', value: { intValue: '42' } },
                     { key: 'd', value: { doubleValue: 'Infinity' } },
+                    { key: 'e', value: { doubleValue: '-1.5e3' } },
                     { key: 'bytes', value: { bytesValue: 'AAE=' } },
                     { key: 'empty', value: {} },
+                    // null is the JSON mapping's default: not set, as if absent.
+                    { key: 'nullValue', value: null },
+                    { key: 'nullMember', value: { stringValue: null } },
                   ],
                 },
               ],
@@ -136,7 +143,8 @@ describe('collector/otlp', () => {
     expect(Number.isSafeInteger(span!.attributes.get('big'))).to.equal(false);
     expect(span!.attributes.get('n')).to.equal(42);
     expect(span!.attributes.get('d')).to.equal(Infinity);
-    expect([...span!.attributes.keys()]).to.deep.equal(['big', 'n', 'd']);
+    expect(span!.attributes.get('e')).to.equal(-1500);
+    expect([...span!.attributes.keys()]).to.deep.equal(['big', 'n', 'd', 'e']);
     expect(decodeExportRequest(Buffer.from('{}'), 'json', KEYS)).to.deep.equal({ ok: true, spans: [] });
   });
 
@@ -145,6 +153,13 @@ describe('collector/otlp', () => {
     ['a JSON array', 'json', '[]', /request must be an object/],
     ['spans not an array', 'json', '{"resourceSpans":[{"scopeSpans":[{"spans":{}}]}]}', /spans must be an array/],
     ['intValue not an integer', 'json', '{"resourceSpans":[{"scopeSpans":[{"spans":[{"attributes":[{"key":"a","value":{"intValue":1.5}}]}]}]}]}', /attribute a: intValue/],
+    // Number() would read these as 0, 0 and 1000: a token count nobody sent.
+    ...['', ' ', '0x3e8'].map((text): [string, OtlpEncoding, string, RegExp] => [
+      `doubleValue ${JSON.stringify(text)}`,
+      'json',
+      JSON.stringify({ resourceSpans: [{ scopeSpans: [{ spans: [{ attributes: [{ key: 'a', value: { doubleValue: text } }] }] }] }] }),
+      /attribute a: doubleValue must be a number/,
+    ]),
     ['stringValue not a string', 'json', '{"resourceSpans":[{"scopeSpans":[{"spans":[{"attributes":[{"key":"a","value":{"stringValue":1}}]}]}]}]}', /stringValue must be a string/],
     ['protobuf garbage', 'protobuf', Buffer.from('this is not protobuf at all, just text'), /malformed OTLP protobuf body/],
     ['truncated protobuf', 'protobuf', Buffer.from([0x0a, 0x10, 0x12]), /runs past the end of the body/],

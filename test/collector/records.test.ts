@@ -117,6 +117,13 @@ describe('collector/records', () => {
     });
   }
 
+  it('invalid: a span ending after the year 9999, which PostgreSQL cannot store (it failed the whole batch with 503)', () => {
+    // 253402300800000000000 ns, as OTLP/JSON can send it (beyond fixed64, so only in JSON).
+    const verdict = toSettlement({ ...span({}), endTimeMs: 253_402_300_800_000 }, catalogue);
+    expect(verdict).to.include({ kind: 'reject', result: 'invalid' });
+    expect((verdict as { message: string }).message).to.match(/spanEndTime must be a valid Date in the years 1 to 9999/);
+  });
+
   it('invalid: a span without an end time', () => {
     expect(toSettlement({ ...span({}), endTimeMs: 0 }, catalogue)).to.include({ kind: 'reject', result: 'invalid', message: 'span abcd: has no end time' });
   });
