@@ -8,7 +8,9 @@ export type LedgerErrorCode =
   | 'ERR_LEDGER_INVALID_ARGUMENT'
   | 'ERR_LEDGER_UNKNOWN_ACCOUNT'
   | 'ERR_LEDGER_ACCOUNT_EXISTS'
-  | 'ERR_LEDGER_KEY_EXISTS';
+  | 'ERR_LEDGER_KEY_EXISTS'
+  /** A top-up would take a balance past 2^53 - 1 micro-credits, the most every reader takes exactly. */
+  | 'ERR_LEDGER_BALANCE_RANGE';
 
 export class LedgerError extends Error {
   constructor(

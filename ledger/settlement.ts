@@ -31,6 +31,21 @@ export function splitCost(reserved: number, cost: number | null): { charged: num
 
 type Outcome = NonNullable<StatementLine['outcome']>;
 
+/** An account's balance and held amount, as read when its row was locked. */
+export interface Standing {
+  balance: number;
+  held: number;
+}
+
+/**
+ * Every reader takes ledger amounts as safe integers: under the 'charge' policy an over-run is
+ * debited only as far as the account's available amount can go and stay one (below −2^53 + 1),
+ * whatever every hold still open is charged later; the rest is absorbed, as under 'cap'. Without
+ * this a sender could push a balance past what can be read, or past BIGINT, which fails the
+ * batch — every retry of it too.
+ */
+const FLOOR = -BigInt(Number.MAX_SAFE_INTEGER);
+
 export class SettlementWrites {
   /** One element per closed reservation, in the column order of sql.CLOSE_RESERVATIONS. */
   private readonly closed = {
@@ -54,8 +69,14 @@ export class SettlementWrites {
     reservationId: [] as string[],
     outcome: [] as Outcome[],
   };
-  /** Net change per account. */
-  private readonly deltas = new Map<string, { balance: number; held: number }>();
+  /**
+   * Net change per account, exact: the changes of a batch may add up beyond 2^53 on the way to a
+   * balance that is within it (an over-run debited, then the charges of the holds it left).
+   */
+  private readonly deltas = new Map<string, { balance: bigint; held: bigint }>();
+
+  /** `accounts`: where the accounts of the reservations to close stand, locked (lockAccounts). */
+  constructor(private readonly accounts: ReadonlyMap<string, Standing>) {}
 
   /**
    * Settles an open reservation from its span, or corrects one the sweeper expired. Marks
@@ -63,20 +84,17 @@ export class SettlementWrites {
    */
   settle(reservation: LockedReservation, request: SettlementRequest, policy: OverrunPolicy): SettlementOutcome {
     const { charged, released, overrun } = splitCost(reservation.amount, request.cost);
-    const overrunDebit = policy === 'charge' ? overrun : 0;
     const { id, accountId, amount } = reservation;
-    let result: 'settled' | 'corrected';
-    if (reservation.state === 'open') {
-      result = 'settled';
-      this.entry(accountId, 'charge', -charged, 0, id, request.outcome);
-      this.adjust(accountId, -charged - overrunDebit, -amount);
-    } else {
-      // The sweeper charged the whole amount and released the hold; give back what the span says
-      // was not used, so the account ends where an on-time settlement would have left it.
-      result = 'corrected';
-      this.entry(accountId, 'correction', amount - charged, 0, id, request.outcome);
-      this.adjust(accountId, amount - charged - overrunDebit, 0);
-    }
+    const open = reservation.state === 'open';
+    // Open: charge and release the hold. Expired: the sweeper charged the whole amount and
+    // released the hold; give back what the span says was not used, so the account ends where an
+    // on-time settlement would have left it.
+    const balanceChange = open ? -charged : amount - charged;
+    const heldChange = open ? -amount : 0;
+    const overrunDebit = policy === 'charge' ? Math.min(overrun, this.debitable(accountId, balanceChange - heldChange)) : 0;
+    const result = open ? 'settled' : 'corrected';
+    this.entry(accountId, open ? 'charge' : 'correction', balanceChange, 0, id, request.outcome);
+    this.adjust(accountId, balanceChange - overrunDebit, heldChange);
     if (overrun > 0) this.entry(accountId, 'overrun', -overrunDebit, overrun, id, request.outcome);
     reservation.state = result;
     this.close(reservation, {
@@ -110,11 +128,21 @@ export class SettlementWrites {
     });
   }
 
-  /** Writes everything gathered; locks the accounts first, in id order. */
+  /** What an over-run may still debit: how far the account's available amount is above FLOOR. */
+  private debitable(accountId: string, availableChange: number): number {
+    const standing = this.accounts.get(accountId);
+    if (standing === undefined) throw new Error(`account ${accountId} was not locked before settling`);
+    const delta = this.deltas.get(accountId);
+    const available =
+      BigInt(standing.balance) - BigInt(standing.held) + (delta ? delta.balance - delta.held : 0n) + BigInt(availableChange);
+    const room = available - FLOOR;
+    return room <= 0n ? 0 : room >= BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(room);
+  }
+
+  /** Writes everything gathered; the accounts are locked already. */
   async apply(tx: Session): Promise<void> {
     if (this.closed.id.length === 0) return;
     const accounts = [...this.deltas.keys()];
-    await tx.query(sql.LOCK_ACCOUNTS, [accounts]);
     const c = this.closed;
     await tx.query(sql.CLOSE_RESERVATIONS, [
       c.id, c.state, c.outcome, c.cost, c.charged, c.released, c.overrun, c.usage, c.pricingVersion, c.spanEndTime,
@@ -122,7 +150,7 @@ export class SettlementWrites {
     const e = this.entries;
     await tx.query(sql.APPEND_ENTRIES, [e.accountId, e.kind, e.amount, e.overrun, e.reservationId, e.outcome]);
     const deltas = [...this.deltas.values()];
-    await tx.query(sql.ADJUST_ACCOUNTS, [accounts, deltas.map((d) => d.balance), deltas.map((d) => d.held)]);
+    await tx.query(sql.ADJUST_ACCOUNTS, [accounts, deltas.map((d) => String(d.balance)), deltas.map((d) => String(d.held))]);
   }
 
   private close(
@@ -164,10 +192,10 @@ export class SettlementWrites {
   private adjust(accountId: string, balance: number, held: number): void {
     const delta = this.deltas.get(accountId);
     if (delta === undefined) {
-      this.deltas.set(accountId, { balance, held });
+      this.deltas.set(accountId, { balance: BigInt(balance), held: BigInt(held) });
     } else {
-      delta.balance += balance;
-      delta.held += held;
+      delta.balance += BigInt(balance);
+      delta.held += BigInt(held);
     }
   }
 }

@@ -2,11 +2,11 @@
  * The ledger's logic, over a driver (driver.ts). The PostgreSQL and the PGlite ledger are this
  * class with a different driver: same statements (sql.ts), same migrations, same behaviour.
  */
-import type { Driver } from './driver.js';
+import type { Driver, Session } from './driver.js';
 import { LedgerError } from './errors.js';
 import { generateKey, hashKey } from './keys.js';
 import { groupCommit, type Submit } from './group-commit.js';
-import { type LockedReservation, type ReservationState, SettlementWrites } from './settlement.js';
+import { type LockedReservation, type ReservationState, SettlementWrites, type Standing } from './settlement.js';
 import * as sql from './sql.js';
 import type {
   AccountBalance,
@@ -149,7 +149,7 @@ export class SqlLedger implements Ledger {
       const ids = [...new Set(requests.map((request) => request.reservationId))];
       const rows = await tx.query<ReservationRow>(sql.LOCK_RESERVATIONS, [ids]);
       const locked = new Map(rows.map((row) => [row.id, toReservation(row)]));
-      const writes = new SettlementWrites();
+      const writes = new SettlementWrites(await lockAccounts(tx, rows));
       const outcomes = requests.map((request): SettlementOutcome => {
         const reservation = locked.get(request.reservationId);
         if (reservation === undefined) return unchanged(request, 'unknown_reservation', 0);
@@ -170,7 +170,7 @@ export class SqlLedger implements Ledger {
     validate.positiveInteger('expireStale: limit', limit);
     return this.driver.transaction(async (tx) => {
       const rows = await tx.query<ReservationRow>(sql.LOCK_EXPIRED_RESERVATIONS, [now.toISOString(), limit]);
-      const writes = new SettlementWrites();
+      const writes = new SettlementWrites(await lockAccounts(tx, rows));
       for (const row of rows) writes.expire(toReservation(row));
       await writes.apply(tx);
       return rows.length;
@@ -199,7 +199,13 @@ export class SqlLedger implements Ledger {
     validate.id('topUp: accountId', accountId);
     validate.micros('topUp: amount', amount, 1);
     const rows = await this.driver.query(sql.TOP_UP, [accountId, amount]);
-    if (rows.length === 0) throw unknownAccount(accountId);
+    if (rows.length > 0) return;
+    const account = await this.account(accountId);
+    if (account === null) throw unknownAccount(accountId);
+    throw new LedgerError(
+      'ERR_LEDGER_BALANCE_RANGE',
+      `topping up ${accountId} by ${amount} micro-credits would take its balance (${account.balance}) past ${Number.MAX_SAFE_INTEGER}`,
+    );
   }
 
   async account(accountId: string): Promise<AccountBalance | null> {
@@ -373,6 +379,14 @@ function unknownAccount(accountId: string): LedgerError {
 }
 
 /** A BIGINT column as a JS number; one beyond 2^53 cannot be money this ledger wrote. */
+/** Locks the accounts of these reservations, in id order, and reads where they stand. */
+async function lockAccounts(tx: Session, reservations: ReservationRow[]): Promise<Map<string, Standing>> {
+  if (reservations.length === 0) return new Map();
+  const ids = [...new Set(reservations.map((row) => row.account_id))];
+  const rows = await tx.query<{ id: string; balance: BigintColumn; held: BigintColumn }>(sql.LOCK_ACCOUNTS, [ids]);
+  return new Map(rows.map((row) => [row.id, { balance: integer(row.balance), held: integer(row.held) }]));
+}
+
 function integer(value: BigintColumn): number {
   const number = Number(value);
   if (!Number.isSafeInteger(number)) throw new Error(`ledger value ${value} is not a safe integer`);

@@ -88,9 +88,12 @@ export const LOCK_EXPIRED_RESERVATIONS = `
    LIMIT $2::integer
      FOR NO KEY UPDATE SKIP LOCKED`;
 
-/** $1 account ids. Taken before any account is updated, in id order (see the top of this file). */
+/**
+ * $1 account ids. Taken before any account is updated, in id order (see the top of this file);
+ * reads where each account stands.
+ */
 export const LOCK_ACCOUNTS = `
-  SELECT id FROM accounts
+  SELECT id, balance, held FROM accounts
    WHERE id = ANY($1::text[])
    ORDER BY id
      FOR NO KEY UPDATE`;
@@ -137,10 +140,15 @@ export const CREATE_ACCOUNT = `
   )
   SELECT EXISTS (SELECT 1 FROM account) AS created`;
 
-/** $1 account, $2 amount. No row when the account does not exist. */
+/**
+ * $1 account, $2 amount. No row when the account does not exist, or when the balance would go
+ * past 2^53 - 1 micro-credits, the most every reader takes exactly (ACCOUNT tells them apart).
+ */
 export const TOP_UP = `
   WITH account AS (
-    UPDATE accounts SET balance = balance + $2::bigint WHERE id = $1::text RETURNING id
+    UPDATE accounts SET balance = balance + $2::bigint
+     WHERE id = $1::text AND balance + $2::bigint <= 9007199254740991
+    RETURNING id
   )
   INSERT INTO entries (account_id, kind, amount)
   SELECT id, 'topup', $2::bigint FROM account

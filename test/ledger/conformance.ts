@@ -107,6 +107,13 @@ export function ledgerConformance(open: OpenTestLedger): void {
       await expectAccount('acme', 5 * C, 0);
     });
 
+    it('refuses a top-up that would take the balance past 2^53 - 1 micro-credits, the most every reader takes', async () => {
+      await ledger.createAccount('rich', Number.MAX_SAFE_INTEGER - 5);
+      await ledger.topUp('rich', 5);
+      await expectLedgerError(ledger.topUp('rich', 1), 'ERR_LEDGER_BALANCE_RANGE', 'rich', '9007199254740991');
+      await expectAccount('rich', Number.MAX_SAFE_INTEGER, 0);
+    });
+
     it('refuses a top-up of an unknown account', async () => {
       await expectLedgerError(ledger.topUp('ghost', C), 'ERR_LEDGER_UNKNOWN_ACCOUNT', 'ghost');
       expect(await ledger.account('ghost')).to.equal(null);
@@ -403,6 +410,31 @@ export function ledgerConformance(open: OpenTestLedger): void {
       expect(lines.slice(1).map((line) => [line.kind, line.amount, line.overrun])).to.deep.equal([
         ['charge', -10 * C, 0],
         ['overrun', -2_000_001, 2_000_001],
+      ]);
+    });
+
+    it("debits over-runs under 'charge' only as far as the balance stays a safe integer, holds still open included", async () => {
+      // Two spans at the largest cost a span may carry would take the balance to about -2^54:
+      // unreadable, and past BIGINT soon after (which failed the batch, and every retry of it).
+      const MAX = Number.MAX_SAFE_INTEGER;
+      const [first, second, third] = [await reserve('acme', 2 * C), await reserve('acme', 3 * C), await reserve('acme', C)];
+      const outcomes = await ledger.settle([settlementRequest(first, 'acme', MAX), settlementRequest(second, 'acme', MAX)], 'charge');
+      expect(outcomes.map((outcome) => [outcome.charged, outcome.overrun])).to.deep.equal([
+        [2 * C, MAX - 2 * C],
+        [3 * C, MAX - 3 * C],
+      ]);
+      // The first over-run is debited whole; the second down to an available amount of -2^53 + 1,
+      // leaving room for the hold still open (1 credit); the rest of it is absorbed.
+      await expectAccount('acme', C - MAX, C);
+      await ledger.settle([settlementRequest(third, 'acme', null)], 'charge');
+      await expectAccount('acme', -MAX, 0);
+      const lines = await ledger.statement('acme');
+      expect(lines.slice(1).map((line) => [line.kind, line.amount, line.overrun])).to.deep.equal([
+        ['charge', -2 * C, 0],
+        ['overrun', -(MAX - 2 * C), MAX - 2 * C],
+        ['charge', -3 * C, 0],
+        ['overrun', -6 * C, MAX - 3 * C],
+        ['charge', -C, 0],
       ]);
     });
 
