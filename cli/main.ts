@@ -140,6 +140,10 @@ async function admin(argv: string[]): Promise<number> {
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
+  if (rest.includes('--help') || rest.includes('-h')) {
+    console.log(HELP);
+    return 0;
+  }
   switch (command) {
     case 'serve':
       await serve(rest);
@@ -170,7 +174,10 @@ main(process.argv.slice(2)).then(
     if (code !== 0) process.exitCode = code;
   },
   (error) => {
-    console.error(error instanceof UsageError ? `tollgate: ${error.message}` : error);
-    process.exitCode = error instanceof UsageError ? 2 : 1;
+    // node:util parseArgs throws TypeErrors coded ERR_PARSE_ARGS_… for unknown options, missing
+    // values and stray arguments: the user's mistake, not a crash to show a stack trace for.
+    const usage = error instanceof UsageError || /^ERR_PARSE_ARGS_/.test((error as { code?: string })?.code ?? '');
+    console.error(usage ? `tollgate: ${(error as Error).message} (tollgate --help lists the options)` : error);
+    process.exitCode = usage ? 2 : 1;
   },
 );

@@ -3,16 +3,33 @@
  * delivered, and /metrics on a listener of its own.
  */
 import { expect } from 'chai';
+import { spawnSync } from 'node:child_process';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { parseServeArgs, startGatewayServer } from '../../cli/serve.js';
 import { tracesUrl } from '../../cli/tracing.js';
 import { post } from '../support/http.js';
+import { cliMain } from '../support/processes.js';
 import { writeTestPricingFile } from '../support/pricing.js';
 import { responsesStream, SSE_HEADERS } from '../support/provider-streams.js';
 import { startUpstream } from '../support/upstream.js';
 
 describe('tollgate serve', function () {
+  it('answers --help on every command; an unknown option or a missing value is exit code 2 with a message, not a stack trace', () => {
+    const run = (...args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', cliMain, ...args], { encoding: 'utf8' });
+    for (const command of ['serve', 'settle', 'demo']) {
+      const help = run(command, '--help');
+      expect(help.status, command).to.equal(0);
+      expect(help.stdout).to.match(/^Usage: tollgate <command>/);
+    }
+    const unknown = run('serve', '--bogus');
+    expect(unknown.status).to.equal(2);
+    expect(unknown.stderr).to.equal("tollgate: Unknown option '--bogus' (tollgate --help lists the options)\n");
+    const missing = run('settle', '--port');
+    expect(missing.status).to.equal(2);
+    expect(missing.stderr).to.match(/^tollgate: Option '--port <value>' argument missing/).and.not.match(/\bat /);
+  });
+
   it('takes --otlp-endpoint as a base URL or as the full traces URL', () => {
     expect(tracesUrl('http://collector:4318')).to.equal('http://collector:4318/v1/traces');
     expect(tracesUrl('http://collector:4318/')).to.equal('http://collector:4318/v1/traces');

@@ -18,7 +18,7 @@ import type pg from 'pg';
 import type { ExitStatus } from './otelcol.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const cliMain = path.join(repoRoot, 'cli', 'main.ts');
+export const cliMain = path.join(repoRoot, 'cli', 'main.ts');
 
 /**
  * A postgres:// URL that puts the ledger in a test schema (createSchema() in
