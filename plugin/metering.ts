@@ -61,6 +61,8 @@ export class MeteredRequest {
   private decided = false;
   /** The request to the upstream, once express-http-proxy has made it (proxy.ts hands it over). */
   private upstreamRequest: ClientRequest | undefined;
+  /** The upstream's response, once it is piped to the client. */
+  private upstreamResponse: IncomingMessage | undefined;
   private idleTimer: NodeJS.Timeout | undefined;
   /** performance.now() of the upstream's last sign of life (its answer, a chunk). */
   private lastActivity: number;
@@ -109,10 +111,12 @@ export class MeteredRequest {
   /**
    * The idle timeout. A chunk only notes the time (a stream brings hundreds of them, and re-arming
    * a timer on each cost more than the rest of the chunk's metering): when the timer fires, it
-   * aborts if nothing came for idleTimeoutMs, else waits for the rest of that time again.
+   * aborts if nothing came for idleTimeoutMs, else waits for the rest of that time again. An
+   * upstream held back by a client that reads slowly (the pipe paused it) is not idle.
    */
   private armIdleTimer(delayMs: number): void {
     this.idleTimer = setTimeout(() => {
+      if (this.upstreamResponse?.isPaused()) this.lastActivity = performance.now();
       const idleFor = performance.now() - this.lastActivity;
       if (idleFor >= this.init.idleTimeoutMs) this.abort('idle');
       else this.armIdleTimer(this.init.idleTimeoutMs - idleFor);
@@ -123,6 +127,7 @@ export class MeteredRequest {
 
   /** express-http-proxy piped the upstream response into the client's: watch both, on the side. */
   observe(upstream: IncomingMessage, res: ServerResponse): void {
+    this.upstreamResponse = upstream;
     this.status = upstream.statusCode;
     const served = isSuccess(this.status);
     if (served) {

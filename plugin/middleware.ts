@@ -194,6 +194,11 @@ async function admit(
   if (key === undefined) return new Rejection('unauthenticated', 'unauthenticated', 'missing API key');
   // The ledger would refuse to look such a key up, which is no outage.
   if (!isWellFormedKey(key)) return new Rejection('unauthenticated', 'unauthenticated', 'invalid API key');
+  // express-http-proxy re-encodes a form-typed body as key=value pairs on its way upstream: the
+  // bytes the gateway priced would not be the bytes the upstream got.
+  if (/^\s*application\/x-www-form-urlencoded\b/i.test(req.headers['content-type'] ?? '')) {
+    return new Rejection('unsupported_encoding', 'invalid_request', 'request content-type application/x-www-form-urlencoded is not supported: send the JSON body as application/json');
+  }
   const read = await readBody(req, settings.maxBodyBytes);
   if (!read.ok) {
     const reason = read.kind === 'body_too_large' ? 'body_too_large' : 'invalid_request';

@@ -18,7 +18,13 @@ import { DECODABLE_ENCODINGS } from './side-channel.js';
 const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade'];
 /** The client's gateway key: replaced by the upstream credential, never forwarded. */
 const GATEWAY_CREDENTIALS = ['authorization', 'x-api-key'];
-const NOT_FORWARDED = new Set([...HOP_BY_HOP, ...GATEWAY_CREDENTIALS]);
+/**
+ * `Expect: 100-continue` (curl sends it for bodies over 1 MB) was answered by this server, and
+ * the body is read whole before it goes upstream: nothing is left to negotiate there. Forwarded,
+ * it made Node send the upstream request's headers at once, and express-http-proxy's
+ * Content-Length after that threw: a 502 for every such request.
+ */
+const NOT_FORWARDED = new Set([...HOP_BY_HOP, ...GATEWAY_CREDENTIALS, 'expect']);
 
 function connectionListed(value: string | string[] | undefined): string[] {
   if (value === undefined) return [];
@@ -29,11 +35,18 @@ function connectionListed(value: string | string[] | undefined): string[] {
     .filter((token) => token !== '');
 }
 
-/** The client's accept-encoding, narrowed to codings the usage extractor can read on the side. */
+/**
+ * The client's accept-encoding, narrowed to codings the usage extractor can read on the side;
+ * a coding the client refuses (`;q=0`) stays out.
+ */
 function decodableAcceptEncoding(value: string | string[] | undefined): string {
   const accepted = connectionListed(value)
-    .map((entry) => entry.split(';')[0]!.trim())
-    .filter((coding) => (DECODABLE_ENCODINGS as readonly string[]).includes(coding));
+    .map((entry) => entry.split(';').map((part) => part.trim()))
+    .filter(([coding, ...params]) => {
+      const refused = params.some((param) => /^q\s*=\s*0(?:\.0{0,3})?$/.test(param));
+      return !refused && (DECODABLE_ENCODINGS as readonly string[]).includes(coding!);
+    })
+    .map(([coding]) => coding!);
   return accepted.length > 0 ? accepted.join(', ') : 'identity';
 }
 

@@ -44,7 +44,12 @@ export async function readBody(req: IncomingMessage & { body?: unknown }, limit:
     return { ok: true, body: await getRawBody(req, { limit }) };
   } catch (error) {
     const type = (error as { type?: string }).type;
-    if (type === 'entity.too.large') return tooLarge(limit);
+    if (type === 'entity.too.large') {
+      // raw-body stops reading mid-body. Discard the rest, as Node does with a body nobody reads:
+      // left paused, the connection hung, and a client still sending never read the 413.
+      req.resume();
+      return tooLarge(limit);
+    }
     if (type === 'request.aborted') return { ok: false, kind: 'aborted', message: 'the client aborted the request' };
     return { ok: false, kind: 'invalid_request', message: 'the request body could not be read' };
   }

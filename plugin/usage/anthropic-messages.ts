@@ -33,9 +33,13 @@ export const anthropicMessagesExtractor = defineExtractor((state) => {
     state.usage = normalise(counters);
   }
 
-  function readMessage(message: unknown): void {
+  /** `streamStart`: the message of `message_start`, whose output_tokens is a placeholder (1). */
+  function readMessage(message: unknown, streamStart: boolean): void {
     readIdentity(message, state);
-    readUsage(get(message, 'usage'));
+    const usage = get(message, 'usage');
+    // The output count comes with message_delta; until then there is none, and a stream that
+    // fails or breaks before it settles at the reservation rather than at one output token.
+    readUsage(streamStart && typeof usage === 'object' && usage !== null ? { ...usage, output_tokens: undefined } : usage);
     stopReason = get(message, 'stop_reason') ?? stopReason;
   }
 
@@ -56,7 +60,7 @@ export const anthropicMessagesExtractor = defineExtractor((state) => {
       }
       const event = parseJson(data);
       if (name === 'message_start') {
-        readMessage(get(event, 'message'));
+        readMessage(get(event, 'message'), true);
       } else if (name === 'message_delta') {
         readUsage(get(event, 'usage'));
         stopReason = get(event, 'delta', 'stop_reason') ?? stopReason;
@@ -65,7 +69,7 @@ export const anthropicMessagesExtractor = defineExtractor((state) => {
     onBody(body) {
       const type = get(body, 'type');
       if (type === 'message') {
-        readMessage(body);
+        readMessage(body, false);
         stop();
       } else if (type === 'error') {
         state.terminal = 'failed';

@@ -75,6 +75,47 @@ describe('requests tollgate refuses', function () {
     await expectNothingHeld('alice', 100_000_000);
   });
 
+  it('413 leaves the keep-alive connection usable: the rest of the body is discarded (it hung until the idle timeout)', async () => {
+    // An account of its own: the second request goes upstream and is charged.
+    const carolKey = await gateway.account('carol', 100_000_000);
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const send = (body: Buffer) =>
+      new Promise<{ status?: number; reused: boolean }>((resolve, reject) => {
+        const req = http.request(`${gateway.url}/v1/responses`, {
+          method: 'POST',
+          agent,
+          headers: { authorization: `Bearer ${carolKey}`, 'content-type': 'application/json', 'content-length': body.length },
+        });
+        req.on('response', (res) => {
+          res.resume();
+          res.on('end', () => resolve({ status: res.statusCode, reused: req.reusedSocket }));
+        });
+        req.on('error', reject);
+        req.end(body);
+      });
+    try {
+      // 1 MB against a 64 KiB limit: most of it is still on its way when the 413 is sent.
+      const big = Buffer.from(JSON.stringify({ model: 'gpt-4.1', input: 'x'.repeat(1024 * 1024) }));
+      expect((await send(big)).status).to.equal(413);
+      const started = Date.now();
+      const next = await send(Buffer.from(JSON.stringify({ model: 'gpt-4.1', input: 'hi' })));
+      expect(next).to.deep.equal({ status: 200, reused: true });
+      expect(Date.now() - started).to.be.below(1000);
+    } finally {
+      agent.destroy();
+      // The other tests count what reached the upstream from none.
+      upstream.received.length = 0;
+    }
+  });
+
+  it('415 for a form-typed body, which express-http-proxy would re-encode on its way upstream', async () => {
+    const res = await responses({ model: 'gpt-4.1', input: 'hi' }, { authorization: `Bearer ${key}`, 'content-type': 'application/x-www-form-urlencoded' });
+    expect(res.status).to.equal(415);
+    expect(JSON.parse(res.body.toString()).error.message).to.match(/content-type application\/x-www-form-urlencoded is not supported/);
+    expect(upstream.received).to.have.length(0);
+    await expectNothingHeld('alice', 100_000_000);
+  });
+
   it('400 for invalid JSON, a non-object, no model, and a model without a price', async () => {
     const cases: Array<[unknown, string]> = [
       ['{"model": "gpt-4.1",', 'request body is not valid JSON'],

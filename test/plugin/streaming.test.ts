@@ -6,6 +6,7 @@
 import { expect } from 'chai';
 import Anthropic from '@anthropic-ai/sdk';
 import OpenAI from 'openai';
+import http from 'node:http';
 import { gzipSync } from 'node:zlib';
 import {
   ATTR_GEN_AI_PROVIDER_NAME,
@@ -36,6 +37,7 @@ import {
   SSE_HEADERS,
 } from '../support/provider-streams.js';
 import { startUpstream, type Upstream } from '../support/upstream.js';
+import { readFixture } from '../usage/replay.js';
 
 const TEXT = 'Tollgate meters every token — even the multi-byte ones: 日本語テキスト, emoji 🚀🎉, ünïcödé.';
 
@@ -157,6 +159,17 @@ for (const major of EXPRESS_MAJORS) {
       expect(await counter(gateway, 'tollgate_usage_missing_total', { model: 'gpt-4o-mini' })).to.equal(before + 1);
     });
 
+    it('Anthropic: an error event mid-stream is failed and settles at the reservation, not at the placeholder output count', async () => {
+      const body = readFixture('anthropic-error.sse');
+      upstream.reply({ headers: SSE_HEADERS, chunks: splitRandomly(body, 5, 20) });
+      const raw = await post(`${gateway.url}/v1/messages`, JSON.stringify({ model: 'claude-sonnet-4-6', max_tokens: 64, stream: true }), { 'x-api-key': key });
+      expect(sha256(raw.body)).to.equal(sha256(body));
+      const [record] = await gateway.waitForOutcomes(1);
+      // message_start says output_tokens 1; billing that as the usage charged one token.
+      expect(record).to.deep.include({ outcome: 'failed', usageSource: 'missing', cost: undefined });
+      expect(record!.usage).to.deep.equal({ inputTokens: 6258, cacheReadInputTokens: 2048, cacheCreationInputTokens: 0 });
+    });
+
     it('Anthropic Messages (Claude Code style ?beta=true): input normalised to include the cache', async () => {
       // wire: input 1200 + cache read 300 + cache creation 100 → GenAI input 1600; output 250
       const body = anthropicStream(TEXT, { input: 1600, cached: 300, cacheCreation: 100, output: 250 });
@@ -214,6 +227,39 @@ for (const major of EXPRESS_MAJORS) {
       expect(received.headers).not.to.have.property('keep-alive');
       expect(received.headers).not.to.have.property('x-drop-me');
       expect(received.headers['accept-encoding']).to.equal('gzip, deflate, br');
+      await gateway.waitForOutcomes(1);
+    });
+
+    it('answers Expect: 100-continue itself and forwards the body without it (curl sends it for bodies over 1 MB; it was a 502)', async () => {
+      upstream.reply({ headers: JSON_HEADERS, chunks: [Buffer.from(JSON.stringify(responsesObject('x', { input: 1, output: 1 })))] });
+      const sent = Buffer.from(JSON.stringify({ model: 'gpt-4.1', input: 'x'.repeat(2000) }));
+      const status = await new Promise<number | undefined>((resolve, reject) => {
+        const req = http.request(`${gateway.url}/v1/responses`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', 'content-length': sent.length, expect: '100-continue' },
+        });
+        req.on('continue', () => req.end(sent));
+        req.on('response', (res) => {
+          res.resume();
+          res.on('end', () => resolve(res.statusCode));
+        });
+        req.on('error', reject);
+      });
+      expect(status).to.equal(200);
+      const received = upstream.received[0]!;
+      expect(received.headers).not.to.have.property('expect');
+      expect(sha256(received.body)).to.equal(sha256(sent));
+      const [record] = await gateway.waitForOutcomes(1);
+      expect(record!.outcome).to.equal('completed');
+    });
+
+    it('asks upstream only for codings the client accepts: one refused with q=0 stays out', async () => {
+      upstream.reply({ headers: JSON_HEADERS, chunks: [Buffer.from(JSON.stringify(responsesObject('x', { input: 1, output: 1 })))] });
+      await post(`${gateway.url}/v1/responses`, JSON.stringify({ model: 'gpt-4.1', input: 'hi' }), {
+        authorization: `Bearer ${key}`,
+        'accept-encoding': 'gzip;q=0, br;q=0.5, deflate; q=0.000',
+      });
+      expect(upstream.received[0]!.headers['accept-encoding']).to.equal('br');
       await gateway.waitForOutcomes(1);
     });
 

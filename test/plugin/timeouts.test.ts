@@ -3,10 +3,11 @@
  * ends it with exactly one outcome, and the client gets a clear answer.
  */
 import { expect } from 'chai';
+import http from 'node:http';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { startGateway } from '../support/gateway.js';
-import { post } from '../support/http.js';
+import { post, sha256 } from '../support/http.js';
 import { TEST_PRICING } from '../support/pricing.js';
 import { anthropicStream, responsesStream, SSE_HEADERS } from '../support/provider-streams.js';
 import { splitRandomly } from '../support/chunking.js';
@@ -69,6 +70,41 @@ describe('upstream timeouts', function () {
       const [record] = await gateway.waitForOutcomes(1);
       expect(record!.outcome).to.equal('upstream_error');
       expect(record!.usage?.inputTokens).to.equal(500);
+    } finally {
+      await gateway.close();
+      await upstream.close();
+    }
+  });
+
+  it('a client that reads slowly holds the upstream back, which is not the upstream going idle', async () => {
+    const upstream = await startUpstream();
+    // 8 MiB of SSE comments, then the stream: far more than the sockets between them buffer.
+    const body = Buffer.concat([Buffer.from(`: ${'x'.repeat(1021)}\n`.repeat(8192)), anthropicStream('done', { input: 50, output: 9 })]);
+    const chunks = Array.from({ length: Math.ceil(body.length / 65536) }, (_, i) => body.subarray(i * 65536, (i + 1) * 65536));
+    upstream.reply({ headers: SSE_HEADERS, chunks });
+    const gateway = await startGateway(upstream.url, 5, { pricing: TEST_PRICING, upstreamIdleTimeoutMs: 300 });
+    try {
+      const key = await gateway.account('slow', 10_000_000);
+      const received = await new Promise<Buffer>((resolve, reject) => {
+        const req = http.request(`${gateway.url}/v1/messages`, { method: 'POST', headers: { 'x-api-key': key, 'content-type': 'application/json' } });
+        req.on('response', (res) => {
+          const parts: Buffer[] = [];
+          res.once('data', () => {
+            // The client stops reading for four idle timeouts.
+            res.pause();
+            setTimeout(() => res.resume(), 1200);
+          });
+          res.on('data', (part: Buffer) => parts.push(part));
+          res.on('end', () => resolve(Buffer.concat(parts)));
+          res.on('error', reject);
+        });
+        req.on('error', reject);
+        req.end(JSON.stringify({ model: 'claude-sonnet-4-6', max_tokens: 100, stream: true }));
+      });
+      expect(sha256(received)).to.equal(sha256(body));
+      const [record] = await gateway.waitForOutcomes(1);
+      expect(record!.outcome).to.equal('completed');
+      expect(record!.usage).to.include({ inputTokens: 50, outputTokens: 9 });
     } finally {
       await gateway.close();
       await upstream.close();
