@@ -41,7 +41,8 @@ Commands:
   keys      create ID | revoke KEY
   statement ID [--format csv|json]
             The admin commands take --ledger URL|DIR too (default: DATABASE_URL, else ${DEFAULT_LEDGER_DIR}).
-            The embedded ledger is one process's at a time: stop the server before using them.
+            The embedded ledger is one process's at a time: stop the server before using them
+            (another process is refused while it runs).
 `;
 
 function onSignals(stop: () => Promise<void>): void {

@@ -10,7 +10,9 @@ export type LedgerErrorCode =
   | 'ERR_LEDGER_ACCOUNT_EXISTS'
   | 'ERR_LEDGER_KEY_EXISTS'
   /** A top-up would take a balance past 2^53 - 1 micro-credits, the most every reader takes exactly. */
-  | 'ERR_LEDGER_BALANCE_RANGE';
+  | 'ERR_LEDGER_BALANCE_RANGE'
+  /** An embedded ledger's data directory is open in another process. */
+  | 'ERR_LEDGER_IN_USE';
 
 export class LedgerError extends Error {
   constructor(

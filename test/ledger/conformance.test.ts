@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import { spawnSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -35,6 +36,25 @@ describe('ledger conformance', function () {
         const second = await openLedger(dataDir);
         expect(await second.account('acme')).to.deep.equal({ accountId: 'acme', balance: 1_500_000, held: 0, available: 1_500_000 });
         await second.close();
+      } finally {
+        await rm(root, { recursive: true, force: true });
+      }
+    });
+
+    it('keeps a PGlite data directory to one process at a time: another one is refused, and may open it once it is closed', async () => {
+      const root = await mkdtemp(join(tmpdir(), 'tollgate-ledger-'));
+      // Another process opens the directory: the code of the error it gets, or "opened".
+      const openElsewhere = () => {
+        const script = `import(${JSON.stringify(new URL('../../ledger/index.ts', import.meta.url).href)})
+          .then((m) => m.openLedger(${JSON.stringify(root)})).then((l) => l.close()).then(() => console.log('opened'), (e) => console.log(e.code))`;
+        return spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8' }).stdout.trim();
+      };
+      try {
+        const ledger = await openLedger(root);
+        // Two processes on one directory lost each other's top-ups, then corrupted it.
+        expect(openElsewhere()).to.equal('ERR_LEDGER_IN_USE');
+        await ledger.close();
+        expect(openElsewhere()).to.equal('opened');
       } finally {
         await rm(root, { recursive: true, force: true });
       }
