@@ -3,17 +3,18 @@
  * The `tollgate` command: serve (gateway), settle (settlement processor alone), and the ledger's
  * admin commands (accounts, keys, statement).
  */
-import type { AddressInfo } from 'node:net';
 import { parseArgs } from 'node:util';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { createSettlementServer, startSweeper } from '../collector/index.js';
+import { LedgerError } from '../ledger/errors.js';
 import { openLedger } from '../ledger/index.js';
 import { defaultPricing } from '../plugin/default-pricing.js';
-import { loadPricing } from '../plugin/pricing.js';
+import { OptionError } from '../plugin/option-error.js';
+import { loadPricing, PricingError } from '../plugin/pricing.js';
 import { parseSigningKeys } from '../plugin/signing.js';
 import { runAdminCommand } from './admin.js';
 import { parseDemoArgs, runDemo } from './demo.js';
-import { DEFAULT_LEDGER_DIR, parseServeArgs, startGatewayServer, UsageError } from './serve.js';
+import { DEFAULT_LEDGER_DIR, listen, parseServeArgs, port, seconds, startGatewayServer, UsageError } from './serve.js';
 
 const HELP = `Usage: tollgate <command> [options]
 
@@ -101,9 +102,11 @@ async function settle(argv: string[]): Promise<void> {
   if (tokens.length === 0) throw new UsageError('TOLLGATE_SETTLEMENT_TOKENS must name at least one bearer token');
   const policy = values['overrun-policy'];
   if (policy !== 'cap' && policy !== 'charge') throw new UsageError(`--overrun-policy must be cap or charge, got ${JSON.stringify(policy)}`);
-  const ledger = await openLedger(values.ledger ?? (process.env.DATABASE_URL || DEFAULT_LEDGER_DIR));
-  const pricing = values.pricing!.length > 0 ? await Promise.all(values.pricing!.map(loadPricing)) : [defaultPricing()];
+  const listenPort = port('port', values.port)!;
+  const sweepSeconds = seconds('sweep-interval', values['sweep-interval']);
   const signingKeys = parseSigningKeys(process.env.TOLLGATE_SPAN_SIGNING_KEYS ?? '', 'TOLLGATE_SPAN_SIGNING_KEYS');
+  const pricing = values.pricing!.length > 0 ? await Promise.all(values.pricing!.map(loadPricing)) : [defaultPricing()];
+  const ledger = await openLedger(values.ledger ?? (process.env.DATABASE_URL || DEFAULT_LEDGER_DIR));
   if (signingKeys.length === 0) {
     console.warn('tollgate settle: TOLLGATE_SPAN_SIGNING_KEYS is not set: billing spans are accepted unsigned');
   }
@@ -111,14 +114,16 @@ async function settle(argv: string[]): Promise<void> {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const server = createSettlementServer({ ledger, pricing, tokens, signingKeys, overrunPolicy: policy, registry });
-  const sweepSeconds = Number(values['sweep-interval']);
-  if (!Number.isSafeInteger(sweepSeconds) || sweepSeconds <= 0) {
-    throw new UsageError(`--sweep-interval must be a positive integer, got ${JSON.stringify(values['sweep-interval'])}`);
+  let url: string;
+  try {
+    url = await listen(server, listenPort, values.host!);
+  } catch (error) {
+    // A port in use: nothing is running yet but the ledger, which would keep the process alive.
+    await ledger.close();
+    throw error;
   }
   const sweeper = startSweeper({ ledger, registry, intervalMs: sweepSeconds * 1000 });
-  await new Promise<void>((resolve) => server.listen(Number(values.port), values.host, resolve));
-  const { port } = server.address() as AddressInfo;
-  console.log(`Tollgate settlement listening on http://${values.host}:${port}/v1/traces`);
+  console.log(`Tollgate settlement listening on ${url}/v1/traces`);
   onSignals(async () => {
     await sweeper.stop();
     await new Promise<void>((resolve) => server.close(() => resolve()));
@@ -127,13 +132,14 @@ async function settle(argv: string[]): Promise<void> {
 }
 
 async function admin(argv: string[]): Promise<number> {
-  const at = argv.indexOf('--ledger');
-  const url = at >= 0 ? argv[at + 1] : process.env.DATABASE_URL || DEFAULT_LEDGER_DIR;
-  if (url === undefined) throw new UsageError('--ledger needs a value');
-  const rest = at >= 0 ? [...argv.slice(0, at), ...argv.slice(at + 2)] : argv;
-  const ledger = await openLedger(url);
+  // --ledger URL or --ledger=URL, anywhere; the rest is the admin command's.
+  const at = argv.findIndex((arg) => arg === '--ledger' || arg.startsWith('--ledger='));
+  const given = at < 0 ? undefined : argv[at] === '--ledger' ? argv[at + 1] : argv[at]!.slice('--ledger='.length);
+  if (at >= 0 && given === undefined) throw new UsageError('--ledger needs a value');
+  const rest = at < 0 ? argv : [...argv.slice(0, at), ...argv.slice(at + (argv[at] === '--ledger' ? 2 : 1))];
+  const ledger = await openLedger(given ?? (process.env.DATABASE_URL || DEFAULT_LEDGER_DIR));
   try {
-    return await runAdminCommand(rest, ledger, (line) => console.log(line));
+    return await runAdminCommand(rest, ledger, (line) => console.log(line), (line) => console.error(line));
   } finally {
     await ledger.close();
   }
@@ -177,8 +183,15 @@ main(process.argv.slice(2)).then(
   (error) => {
     // node:util parseArgs throws TypeErrors coded ERR_PARSE_ARGS_… for unknown options, missing
     // values and stray arguments: the user's mistake, not a crash to show a stack trace for.
-    const usage = error instanceof UsageError || /^ERR_PARSE_ARGS_/.test((error as { code?: string })?.code ?? '');
-    console.error(usage ? `tollgate: ${(error as Error).message} (tollgate --help lists the options)` : error);
+    const code = (error as { code?: unknown })?.code;
+    const usage = error instanceof UsageError || (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS_'));
+    // What the operator can act on from its message alone: a bad pricing file or option, a ledger
+    // refusal, a system error (a port in use, a database that refuses connections). A stack trace
+    // is for anything else: a bug.
+    const explained =
+      error instanceof PricingError || error instanceof OptionError || error instanceof LedgerError || (typeof code === 'string' && /^E[A-Z]+$/.test(code));
+    if (usage) console.error(`tollgate: ${(error as Error).message} (tollgate --help lists the options)`);
+    else console.error(explained ? `tollgate: ${(error as Error).message}` : error);
     process.exitCode = usage ? 2 : 1;
   },
 );

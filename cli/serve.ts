@@ -11,10 +11,11 @@ import express, { type NextFunction, type Request, type Response } from 'express
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { createSettlementServer, startSweeper, type Sweeper } from '../collector/index.js';
 import { openLedger } from '../ledger/index.js';
+import { isWellFormedKey } from '../ledger/keys.js';
 import { creditsToMicros } from '../ledger/money.js';
 import type { Ledger, OverrunPolicy } from '../ledger/types.js';
 import { defaultPricing } from '../plugin/default-pricing.js';
-import { loadPricing } from '../plugin/pricing.js';
+import { loadPricing, type PricingTable } from '../plugin/pricing.js';
 import { parseSigningKeys, type SigningKey } from '../plugin/signing.js';
 import { tollgate } from '../plugin/index.js';
 import { billingTracing } from './tracing.js';
@@ -72,6 +73,28 @@ function integer(flag: string, value: string | undefined): number | undefined {
   return Number(value);
 }
 
+/** A whole number of seconds, at least 1 (a sweep every 0 s would spin). */
+export function seconds(flag: string, value: string | undefined): number {
+  const number = integer(flag, value)!;
+  if (number < 1) throw new UsageError(`--${flag} must be at least 1, got ${JSON.stringify(value)}`);
+  return number;
+}
+
+/** A TCP port; 0 asks the system for a free one. */
+export function port(flag: string, value: string | undefined): number | undefined {
+  const number = integer(flag, value);
+  if (number !== undefined && number > 65535) throw new UsageError(`--${flag} must be a port from 0 to 65535, got ${JSON.stringify(value)}`);
+  return number;
+}
+
+/** Checked here, before anything is written: an upstream that is no http(s) URL. */
+function upstreamUrl(flag: string, value: string | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  const protocol = URL.canParse(value) ? new URL(value).protocol : undefined;
+  if (protocol !== 'http:' && protocol !== 'https:') throw new UsageError(`--${flag} must be an http:// or https:// URL, got ${JSON.stringify(value)}`);
+  return value;
+}
+
 function oneOf<T extends string>(flag: string, value: string | undefined, allowed: readonly T[], fallback: T): T {
   if (value === undefined) return fallback;
   if (!(allowed as readonly string[]).includes(value)) {
@@ -83,7 +106,25 @@ function oneOf<T extends string>(flag: string, value: string | undefined, allowe
 function seedAccount(spec: string): SeedAccount {
   const match = /^([^:]+):([^:]+):([^:]+)$/.exec(spec);
   if (!match) throw new UsageError(`--account must be ID:KEY:CREDITS, got ${JSON.stringify(spec)}`);
-  return { id: match[1]!, key: match[2]!, amount: creditsToMicros(match[3]!) };
+  const [, id, key, credits] = match as unknown as [string, string, string, string];
+  if (!isWellFormedKey(key)) throw new UsageError(`--account ${JSON.stringify(spec)}: the key must be printable, without spaces`);
+  try {
+    return { id, key, amount: creditsToMicros(credits) };
+  } catch (error) {
+    throw new UsageError(`--account ${JSON.stringify(spec)}: ${(error as Error).message}`);
+  }
+}
+
+/** Seeds name each account and each key once: a second one would be ignored or fail half-way. */
+function distinctSeeds(accounts: SeedAccount[]): SeedAccount[] {
+  for (const field of ['id', 'key'] as const) {
+    const seen = new Set<string>();
+    for (const account of accounts) {
+      if (seen.has(account[field])) throw new UsageError(`--account: ${field === 'id' ? 'account' : 'key'} ${JSON.stringify(account[field])} is given twice`);
+      seen.add(account[field]);
+    }
+  }
+  return accounts;
 }
 
 export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv): ServeConfig {
@@ -114,18 +155,18 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv): ServeCon
     strict: true,
   });
   return {
-    port: integer('port', values.port)!,
+    port: port('port', values.port)!,
     host: values.host!,
-    openaiUpstream: values['openai-upstream'],
-    anthropicUpstream: values['anthropic-upstream'],
+    openaiUpstream: upstreamUrl('openai-upstream', values['openai-upstream']),
+    anthropicUpstream: upstreamUrl('anthropic-upstream', values['anthropic-upstream']),
     openaiApiKey: env.OPENAI_API_KEY || undefined,
     anthropicApiKey: env.ANTHROPIC_API_KEY || undefined,
     pricingFile: values.pricing,
-    accounts: values.account!.map(seedAccount),
+    accounts: distinctSeeds(values.account!.map(seedAccount)),
     ledger: values.ledger ?? (env.DATABASE_URL || DEFAULT_LEDGER_DIR),
     otlpEndpoint: values['otlp-endpoint'],
     otlpToken: env.TOLLGATE_OTLP_TOKEN || undefined,
-    otlpTimeoutSeconds: integer('otlp-timeout', values['otlp-timeout'])!,
+    otlpTimeoutSeconds: seconds('otlp-timeout', values['otlp-timeout']),
     spanSigningKey: env.TOLLGATE_SPAN_SIGNING_KEY ? parseSigningKeys(env.TOLLGATE_SPAN_SIGNING_KEY, 'TOLLGATE_SPAN_SIGNING_KEY')[0] : undefined,
     overrunPolicy: oneOf('overrun-policy', values['overrun-policy'], ['cap', 'charge'], 'cap'),
     chatUsage: oneOf('chat-usage', values['chat-usage'], ['reserve', 'inject'], 'reserve'),
@@ -135,8 +176,8 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv): ServeCon
     upstreamConnectTimeoutMs: integer('upstream-connect-timeout', values['upstream-connect-timeout']),
     upstreamIdleTimeoutMs: integer('upstream-idle-timeout', values['upstream-idle-timeout']),
     shutdownTimeoutSeconds: integer('shutdown-timeout', values['shutdown-timeout'])!,
-    sweepIntervalSeconds: integer('sweep-interval', values['sweep-interval'])!,
-    metricsPort: integer('metrics-port', values['metrics-port']),
+    sweepIntervalSeconds: seconds('sweep-interval', values['sweep-interval']),
+    metricsPort: port('metrics-port', values['metrics-port']),
     metricsHost: values['metrics-host']!,
   };
 }
@@ -158,7 +199,7 @@ async function seed(ledger: Ledger, accounts: SeedAccount[]): Promise<void> {
   }
 }
 
-function listen(server: Server, port: number, host: string): Promise<string> {
+export function listen(server: Server, port: number, host: string): Promise<string> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {
@@ -174,10 +215,31 @@ const close = (server: Server) =>
     server.close(() => resolve());
   });
 
+/**
+ * Starts everything, and writes the seed accounts last: a start that fails (a port in use, a bad
+ * pricing file) has written nothing, and stops what it had started, so that the process exits.
+ */
 export async function startGatewayServer(config: ServeConfig): Promise<RunningGateway> {
-  const ledger = await openLedger(config.ledger);
-  await seed(ledger, config.accounts);
   const pricing = config.pricingFile ? await loadPricing(config.pricingFile) : defaultPricing();
+  const ledger = await openLedger(config.ledger);
+  /** What to stop, in reverse order, when the start fails. */
+  const started: Array<() => Promise<void>> = [() => ledger.close()];
+  try {
+    const gateway = await startOn(ledger, pricing, config, started);
+    await seed(ledger, config.accounts);
+    return gateway;
+  } catch (error) {
+    for (const stop of started.reverse()) await stop().catch(() => {});
+    throw error;
+  }
+}
+
+async function startOn(
+  ledger: Ledger,
+  pricing: PricingTable,
+  config: ServeConfig,
+  started: Array<() => Promise<void>>,
+): Promise<RunningGateway> {
   const registries = [new Registry()];
   // Process metrics (RSS, event-loop lag, GC, handles) once, on the gateway's registry: the
   // registries are merged for /metrics, so the settlement one must not have them too.
@@ -202,7 +264,9 @@ export async function startGatewayServer(config: ServeConfig): Promise<RunningGa
       registry: settlementRegistry,
     });
     const url = await listen(server, 0, '127.0.0.1');
+    started.push(() => close(server));
     const sweeper = startSweeper({ ledger, registry: settlementRegistry, intervalMs: config.sweepIntervalSeconds * 1000 });
+    started.push(() => sweeper.stop());
     settlement = { server, sweeper, url };
     otlpEndpoint = `${url}/v1/traces`;
   }
@@ -213,6 +277,7 @@ export async function startGatewayServer(config: ServeConfig): Promise<RunningGa
     registry: registries[0]!,
     logger: (message) => console.warn(message),
   });
+  started.push(() => tracing.shutdown());
 
   const middleware = tollgate({
     ledger,
@@ -231,6 +296,7 @@ export async function startGatewayServer(config: ServeConfig): Promise<RunningGa
     spanSigningKey,
     registry: registries[0],
   });
+  started.push(async () => middleware.close());
   const metrics = Registry.merge(registries);
 
   const serveMetrics = async (_req: Request, res: Response) => {
@@ -263,6 +329,7 @@ export async function startGatewayServer(config: ServeConfig): Promise<RunningGa
   server.headersTimeout = 15_000;
   server.requestTimeout = 120_000;
   const url = await listen(server, config.port, config.host);
+  started.push(() => close(server));
   const metricsUrl = metricsServer ? await listen(metricsServer, config.metricsPort!, config.metricsHost) : url;
 
   return {

@@ -4,10 +4,14 @@
  */
 import { expect } from 'chai';
 import { spawnSync } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { parseServeArgs, startGatewayServer } from '../../cli/serve.js';
 import { tracesUrl } from '../../cli/tracing.js';
+import { openLedger } from '../../ledger/index.js';
 import { post } from '../support/http.js';
 import { cliMain } from '../support/processes.js';
 import { writeTestPricingFile } from '../support/pricing.js';
@@ -28,6 +32,39 @@ describe('tollgate serve', function () {
     const missing = run('settle', '--port');
     expect(missing.status).to.equal(2);
     expect(missing.stderr).to.match(/^tollgate: Option '--port <value>' argument missing/).and.not.match(/\bat /);
+  });
+
+  it('a start that fails exits with one line and has written nothing: it seeds accounts last', async () => {
+    const run = (...args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', cliMain, ...args], { encoding: 'utf8', timeout: 30_000 });
+    const taken = http.createServer();
+    const port = await new Promise<number>((resolve) => taken.listen(0, '127.0.0.1', () => resolve((taken.address() as AddressInfo).port)));
+    const root = await mkdtemp(join(tmpdir(), 'tollgate-serve-'));
+    try {
+      // It used to seed, then fail to listen, and stay up with settlement running.
+      const inUse = run('serve', '--ledger', root, '--port', String(port), '--account', 'seeded:tg-seeded-key:10');
+      expect(inUse.status).to.equal(1);
+      expect(inUse.stderr).to.equal(`tollgate: listen EADDRINUSE: address already in use 127.0.0.1:${port}\n`);
+      const ledger = await openLedger(root);
+      expect(await ledger.account('seeded')).to.equal(null);
+      await ledger.close();
+      // The admin commands: --ledger=DIR works too; their errors go to stderr.
+      const show = run('accounts', 'show', 'seeded', `--ledger=${root}`);
+      expect([show.status, show.stdout, show.stderr]).to.deep.equal([1, '', 'error: account "seeded" does not exist\n']);
+      for (const [args, message] of [
+        [['--port', '70000'], '--port must be a port from 0 to 65535, got "70000"'],
+        [['--sweep-interval', '0'], '--sweep-interval must be at least 1, got "0"'],
+        [['--openai-upstream', 'ftp://x'], '--openai-upstream must be an http:// or https:// URL, got "ftp://x"'],
+        [['--account', 'a:k1:-5'], '--account "a:k1:-5": credits must not be negative, got "-5"'],
+        [['--account', 'a:tg-k:1', '--account', 'b:tg-k:2'], '--account: key "tg-k" is given twice'],
+      ] as const) {
+        const refused = run('serve', '--ledger', 'memory://', ...args);
+        expect(refused.status, args.join(' ')).to.equal(2);
+        expect(refused.stderr).to.equal(`tollgate: ${message} (tollgate --help lists the options)\n`);
+      }
+    } finally {
+      taken.close();
+      await rm(root, { recursive: true, force: true });
+    }
   });
 
   it('takes --otlp-endpoint as a base URL or as the full traces URL', () => {
