@@ -81,11 +81,19 @@ export function keyReserveRequest(request: KeyReserveRequest): void {
   reserveFields('reserveForKey', request);
 }
 
+/**
+ * A reservation holds credits for one request. A year and a day is far beyond any; the bound keeps
+ * every expiry a timestamp both databases and the sweeper take (1e300 s failed the whole group
+ * statement; 1e12 s held credits past the year 9999, where the sweeper cannot reach).
+ */
+export const MAX_TTL_SECONDS = 366 * 24 * 3600;
+
 function reserveFields(method: string, request: Omit<ReserveRequest, 'accountId'>): void {
   id(`${method}: reservationId`, request.reservationId);
   micros(`${method}: amount`, request.amount, 1);
-  if (typeof request.ttlSeconds !== 'number' || !Number.isFinite(request.ttlSeconds) || request.ttlSeconds <= 0) {
-    throw invalidArgument(`${method}: ttlSeconds`, request.ttlSeconds, 'a positive number of seconds');
+  const ttl = request.ttlSeconds;
+  if (typeof ttl !== 'number' || !Number.isFinite(ttl) || ttl <= 0 || ttl > MAX_TTL_SECONDS) {
+    throw invalidArgument(`${method}: ttlSeconds`, ttl, `a positive number of seconds, at most ${MAX_TTL_SECONDS}`);
   }
   text(`${method}: provider`, request.provider);
   text(`${method}: model`, request.model);
@@ -105,9 +113,17 @@ export function settlementRequest(request: SettlementRequest, index: number): vo
     throw invalidArgument(option('outcome'), request.outcome, `one of ${OUTCOMES.join(', ')}`);
   }
   if (request.cost !== null) micros(option('cost'), request.cost, 0);
-  if (request.usage !== null && (typeof request.usage !== 'object' || Array.isArray(request.usage))) {
-    throw invalidArgument(option('usage'), request.usage, 'an object of token counts or null');
+  if (request.usage !== null && !isTokenCounts(request.usage)) {
+    throw invalidArgument(option('usage'), request.usage, 'an object of token counts (names without NUL, non-negative safe integers) or null');
   }
   text(option('pricingVersion'), request.pricingVersion);
   date(option('spanEndTime'), request.spanEndTime);
+}
+
+/** Stored as JSON (jsonb cannot hold a NUL): the names are text and the counts whole numbers. */
+function isTokenCounts(usage: unknown): boolean {
+  if (typeof usage !== 'object' || usage === null || Array.isArray(usage)) return false;
+  return Object.entries(usage).every(
+    ([name, count]) => !name.includes('\u0000') && (count === undefined || (Number.isSafeInteger(count) && (count as number) >= 0)),
+  );
 }

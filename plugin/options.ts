@@ -5,6 +5,7 @@
 import { trace, type TracerProvider } from '@opentelemetry/api';
 import { Registry } from 'prom-client';
 import type { Ledger } from '../ledger/types.js';
+import { MAX_TTL_SECONDS } from '../ledger/validate.js';
 import { defaultPricing } from './default-pricing.js';
 import { OptionError, positiveIntegerOption } from './option-error.js';
 import type { PricingTable } from './pricing.js';
@@ -45,6 +46,13 @@ export interface ResolvedOptions {
 
 function positiveInteger(name: string, value: unknown, fallback: number): number {
   return positiveIntegerOption(TollgateOptionError, name, value, fallback);
+}
+
+/** The ledger's bound (MAX_TTL_SECONDS), checked here so that a bad option fails at tollgate(), not per request. */
+function reservationTtl(value: unknown): number {
+  const seconds = positiveInteger('reservationTtlSeconds', value, 900);
+  if (seconds > MAX_TTL_SECONDS) throw new TollgateOptionError('reservationTtlSeconds', value, `a positive integer, at most ${MAX_TTL_SECONDS}`);
+  return seconds;
 }
 
 function atLeast(name: string, value: unknown, min: number, fallback: number): number {
@@ -108,7 +116,7 @@ export function parseOptions(options: TollgateOptions): ResolvedOptions {
     defaultMaxOutputTokens: positiveInteger('defaultMaxOutputTokens', options.defaultMaxOutputTokens, 32_768),
     bytesPerInputToken: atLeast('bytesPerInputToken', options.bytesPerInputToken, 1, 1),
     safetyBuffer: atLeast('safetyBuffer', options.safetyBuffer, 1, 1),
-    reservationTtlSeconds: positiveInteger('reservationTtlSeconds', options.reservationTtlSeconds, 900),
+    reservationTtlSeconds: reservationTtl(options.reservationTtlSeconds),
     upstreamConnectTimeoutMs: positiveInteger('upstreamConnectTimeoutMs', options.upstreamConnectTimeoutMs, 10_000),
     upstreamIdleTimeoutMs: positiveInteger('upstreamIdleTimeoutMs', options.upstreamIdleTimeoutMs, 600_000),
     chatUsage,

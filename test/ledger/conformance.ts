@@ -329,6 +329,10 @@ export function ledgerConformance(open: OpenTestLedger): void {
     it('rejects invalid requests, naming the field', async () => {
       await expectLedgerError(ledger.reserve(reserveRequest('acme', 0)), 'ERR_LEDGER_INVALID_ARGUMENT', 'reserve: amount', '0');
       await expectLedgerError(ledger.reserve(reserveRequest('acme', C, 0)), 'ERR_LEDGER_INVALID_ARGUMENT', 'reserve: ttlSeconds');
+      // 1e300 s failed its whole group statement; 1e12 s held credits past what the sweeper reaches.
+      for (const ttl of [1e12, 1e300]) {
+        await expectLedgerError(ledger.reserve(reserveRequest('acme', C, ttl)), 'ERR_LEDGER_INVALID_ARGUMENT', 'reserve: ttlSeconds', 'at most 31622400');
+      }
       await expectLedgerError(ledger.reserve({ ...reserveRequest('acme', C), reservationId: '' }), 'ERR_LEDGER_INVALID_ARGUMENT', 'reservationId');
       // PostgreSQL text cannot hold a NUL: refused before the group statement, which the others
       // of its group then reach unharmed.
@@ -446,6 +450,15 @@ export function ledgerConformance(open: OpenTestLedger): void {
       expect(again).to.deep.equal({ reservationId: id, result: 'duplicate', reserved: 3 * C, charged: 0, released: 0, overrun: 0 });
       expect(await ledger.statement('acme')).to.deep.equal(journal);
       await expectAccount('acme', 9 * C, 0);
+    });
+
+    it('refuses usage it cannot store before the batch, which then settles whole (a NUL in a name failed every retry of it)', async () => {
+      const id = await reserve('acme', 3 * C);
+      const bad = { ...settlementRequest(id, 'acme', C), usage: { 'input\u0000tokens': 1 } };
+      await expectLedgerError(ledger.settle([bad], 'cap'), 'ERR_LEDGER_INVALID_ARGUMENT', 'settle: requests[0].usage');
+      const fractional = { ...settlementRequest(id, 'acme', C), usage: { input_tokens: 1.5 } };
+      await expectLedgerError(ledger.settle([fractional], 'cap'), 'ERR_LEDGER_INVALID_ARGUMENT', 'settle: requests[0].usage');
+      await expectAccount('acme', 10 * C, 3 * C);
     });
 
     it('settles a reservation that appears twice in one batch once', async () => {

@@ -27,6 +27,7 @@ describe('tollgate() options', function () {
     ['an empty upstream key', { openaiApiKey: '' }, /option openaiApiKey must be a non-empty string, got ""/],
     ['a short signing secret', { spanSigningKey: { id: 'k', secret: 'short' } }, /option spanSigningKey must be a valid key .*at least 16 bytes.*, got "k"/],
     ['a hook that is not a function', { onOutcome: 'log' }, /option onOutcome must be a function, got "log"/],
+    ['a reservation TTL past a year and a day', { reservationTtlSeconds: 1e12 }, /option reservationTtlSeconds must be a positive integer, at most 31622400, got 1000000000000/],
   ];
   for (const [name, options, message] of cases) {
     it(`refuses ${name}`, () => {
