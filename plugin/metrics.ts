@@ -2,7 +2,7 @@
  * The gateway's Prometheus metrics (DESIGN.md), registered on the registry the application gives.
  * No account or key label: per-account views come from the ledger.
  */
-import { Counter, Histogram, type Registry } from 'prom-client';
+import { Counter, Histogram, type CounterConfiguration, type HistogramConfiguration, type Registry } from 'prom-client';
 import {
   METRIC_COST_CREDITS,
   METRIC_OVERRUNS,
@@ -28,79 +28,84 @@ export type GatewayMetrics = ReturnType<typeof createGatewayMetrics>;
 
 export function createGatewayMetrics(registry: Registry) {
   const registers = [registry];
+  // Several tollgate() instances may share one registry (prom-client refuses a name twice): they
+  // then share its metrics, as one gateway's.
+  const counter = <L extends string>(config: CounterConfiguration<L>) => (registry.getSingleMetric(config.name) as Counter<L> | undefined) ?? new Counter(config);
+  const histogram = <L extends string>(config: HistogramConfiguration<L>) =>
+    (registry.getSingleMetric(config.name) as Histogram<L> | undefined) ?? new Histogram(config);
   const metrics = {
-    requests: new Counter({
+    requests: counter({
       name: METRIC_REQUESTS,
       help: 'Metered LLM requests by terminal outcome (rejected: refused before reserving).',
       labelNames: ['provider', 'model', 'outcome'] as const,
       registers,
     }),
-    reservedCredits: new Counter({
+    reservedCredits: counter({
       name: METRIC_RESERVED_CREDITS,
       help: 'Credits reserved before forwarding.',
       labelNames: ['provider', 'model'] as const,
       registers,
     }),
-    costCredits: new Counter({
+    costCredits: counter({
       name: METRIC_COST_CREDITS,
       help: 'Credits the reported usage costs under the gateway pricing table.',
       labelNames: ['provider', 'model'] as const,
       registers,
     }),
-    usageTokens: new Counter({
+    usageTokens: counter({
       name: METRIC_USAGE_TOKENS,
       help: 'Tokens reported by the provider; input and output are totals, the other types parts of them.',
       labelNames: ['provider', 'model', 'type'] as const,
       registers,
     }),
-    overruns: new Counter({
+    overruns: counter({
       name: METRIC_OVERRUNS,
       help: 'Requests whose cost exceeded their reservation.',
       labelNames: ['provider', 'model'] as const,
       registers,
     }),
-    usageMissing: new Counter({
+    usageMissing: counter({
       name: METRIC_USAGE_MISSING,
       help: 'Served requests (2xx) whose response carried no usage; they settle at the reserved amount.',
       labelNames: ['provider', 'model'] as const,
       registers,
     }),
-    rejections: new Counter({
+    rejections: counter({
       name: METRIC_RESERVATION_REJECTIONS,
       help: 'Requests refused before a reservation was made.',
       labelNames: ['reason'] as const,
       registers,
     }),
-    parseErrors: new Counter({
+    parseErrors: counter({
       name: METRIC_PARSE_ERRORS,
       help: 'Response frames the usage parser gave up on (oversized or malformed); the bytes still reached the client.',
       labelNames: ['provider'] as const,
       registers,
     }),
-    unmetered: new Counter({
+    unmetered: counter({
       name: METRIC_UNMETERED,
       help: 'Requests forwarded without a reservation while the ledger was unavailable (ledgerOutage "forward").',
       labelNames: ['provider'] as const,
       registers,
     }),
-    unrecordedSpans: new Counter({
+    unrecordedSpans: counter({
       name: METRIC_UNRECORDED_SPANS,
       help: 'Billing spans that a sampler dropped; their reservations settle only through the sweeper.',
       registers,
     }),
-    telemetryErrors: new Counter({
+    telemetryErrors: counter({
       name: METRIC_TELEMETRY_ERRORS,
       help: 'Errors thrown by span or metric calls; the request went on regardless.',
       registers,
     }),
-    duration: new Histogram({
+    duration: histogram({
       name: METRIC_REQUEST_DURATION,
       help: 'From request arrival to the terminal outcome.',
       labelNames: ['provider', 'outcome'] as const,
       buckets: DURATION_BUCKETS,
       registers,
     }),
-    timeToFirstByte: new Histogram({
+    timeToFirstByte: histogram({
       name: METRIC_TIME_TO_FIRST_BYTE,
       help: 'From request arrival to the first response byte from the upstream.',
       labelNames: ['provider'] as const,

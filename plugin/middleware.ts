@@ -6,6 +6,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import type { Registry } from 'prom-client';
+import { LedgerError } from '../ledger/errors.js';
 import { isWellFormedKey } from '../ledger/keys.js';
 import { sendError, type GatewayErrorKind } from './errors.js';
 import { estimateReservation } from './estimate.js';
@@ -230,7 +231,20 @@ async function admit(
     body = withStreamUsage(fields) ?? body;
   }
 
-  const estimate = estimateReservation(read.body.length, fields, route, price, settings);
+  let estimate;
+  try {
+    estimate = estimateReservation(read.body.length, fields, route, price, settings);
+  } catch (error) {
+    if (!(error instanceof RangeError)) throw error;
+  }
+  // Past 2^53 - 1 micro-credits (absurd prices, a huge buffer): more than any account can hold.
+  if (estimate === undefined || !Number.isSafeInteger(estimate.amount)) {
+    return new Rejection(
+      'insufficient_credits',
+      'insufficient_credits',
+      `insufficient credits: this request may cost more than ${Number.MAX_SAFE_INTEGER} micro-credits, more than any account holds`,
+    );
+  }
   const reservationId = randomUUID();
   let reserved;
   try {
@@ -244,6 +258,10 @@ async function admit(
       pricingVersion: settings.pricing.version,
     });
   } catch (error) {
+    // The ledger refusing an argument is no outage, and must never be forwarded unmetered.
+    if (error instanceof LedgerError && error.code === 'ERR_LEDGER_INVALID_ARGUMENT') {
+      return new Rejection('invalid_request', 'invalid_request', `the request cannot be reserved: ${error.message}`);
+    }
     return ledgerUnavailable(error, read);
   }
   if (!reserved.ok && reserved.reason === 'unknown_key') {
@@ -307,11 +325,14 @@ function withStreamUsage(fields: Record<string, unknown>): Buffer | undefined {
 function guardHook(settings: ResolvedOptions): (record: OutcomeRecord) => void {
   const hook = settings.onOutcome;
   if (hook === undefined) return () => {};
+  const ignored = (error: unknown) => settings.logger(`tollgate: onOutcome hook threw (ignored): ${(error as Error)?.message ?? error}`);
   return (record) => {
     try {
-      hook(record);
+      // An async hook's rejection too: unhandled, it would end the process.
+      const result: unknown = hook(record);
+      if (result instanceof Promise) result.catch(ignored);
     } catch (error) {
-      settings.logger(`tollgate: onOutcome hook threw (ignored): ${(error as Error)?.message ?? error}`);
+      ignored(error);
     }
   };
 }

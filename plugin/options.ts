@@ -72,9 +72,40 @@ function upstreamUrl(name: string, value: unknown, fallback: string): URL {
   throw new TollgateOptionError(name, value, 'an http(s) URL');
 }
 
+/** An upstream credential goes into a header: one with a control character fails every request. */
 function optionalString(name: string, value: unknown): string | undefined {
-  if (value === undefined || (typeof value === 'string' && value !== '')) return value;
-  throw new TollgateOptionError(name, value, 'a non-empty string');
+  if (value === undefined || (typeof value === 'string' && value !== '' && !/[\u0000-\u001f\u007f]/.test(value))) return value;
+  throw new TollgateOptionError(name, value, 'a non-empty string without control characters');
+}
+
+/** Node runs a longer timer after 1 ms (TimeoutOverflowWarning): every request would time out. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+function timeoutMs(name: string, value: unknown, fallback: number): number {
+  const ms = positiveInteger(name, value, fallback);
+  if (ms > MAX_TIMER_MS) throw new TollgateOptionError(name, value, `a positive integer of milliseconds, at most ${MAX_TIMER_MS}`);
+  return ms;
+}
+
+/** An object with the methods this module calls, or the option's error naming it. */
+function hasMethods<T>(name: string, value: unknown, methods: string[], expected: string): T | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value === 'object' && value !== null && methods.every((method) => typeof (value as Record<string, unknown>)[method] === 'function')) {
+    return value as T;
+  }
+  throw new TollgateOptionError(name, value, expected);
+}
+
+/** The log never breaks a request: a logger that throws is ignored. */
+function safeLogger(logger: ((message: string) => void) | undefined): (message: string) => void {
+  const log = logger ?? ((message: string) => console.warn(message));
+  return (message) => {
+    try {
+      log(message);
+    } catch {
+      // Nowhere left to report it.
+    }
+  };
 }
 
 export function parseOptions(options: TollgateOptions): ResolvedOptions {
@@ -97,7 +128,8 @@ export function parseOptions(options: TollgateOptions): ResolvedOptions {
     try {
       checkSigningKey(options.spanSigningKey, 'spanSigningKey');
     } catch (error) {
-      throw new TollgateOptionError('spanSigningKey', options.spanSigningKey.id, `a valid key (${(error as Error).message})`);
+      // The key's id only: never its secret.
+      throw new TollgateOptionError('spanSigningKey', options.spanSigningKey?.id, `a valid key (${(error as Error).message})`);
     }
   }
   for (const hook of ['onOutcome', 'logger'] as const) {
@@ -107,7 +139,7 @@ export function parseOptions(options: TollgateOptions): ResolvedOptions {
   }
   return {
     ledger,
-    pricing: options.pricing ?? defaultPricing(),
+    pricing: hasMethods<PricingTable>('pricing', options.pricing, ['price'], 'a pricing table (loadPricing, parsePricing)') ?? defaultPricing(),
     openaiUpstream: upstreamUrl('openaiUpstream', options.openaiUpstream, 'https://api.openai.com'),
     anthropicUpstream: upstreamUrl('anthropicUpstream', options.anthropicUpstream, 'https://api.anthropic.com'),
     openaiApiKey: optionalString('openaiApiKey', options.openaiApiKey),
@@ -117,15 +149,16 @@ export function parseOptions(options: TollgateOptions): ResolvedOptions {
     bytesPerInputToken: atLeast('bytesPerInputToken', options.bytesPerInputToken, 1, 1),
     safetyBuffer: atLeast('safetyBuffer', options.safetyBuffer, 1, 1),
     reservationTtlSeconds: reservationTtl(options.reservationTtlSeconds),
-    upstreamConnectTimeoutMs: positiveInteger('upstreamConnectTimeoutMs', options.upstreamConnectTimeoutMs, 10_000),
-    upstreamIdleTimeoutMs: positiveInteger('upstreamIdleTimeoutMs', options.upstreamIdleTimeoutMs, 600_000),
+    upstreamConnectTimeoutMs: timeoutMs('upstreamConnectTimeoutMs', options.upstreamConnectTimeoutMs, 10_000),
+    upstreamIdleTimeoutMs: timeoutMs('upstreamIdleTimeoutMs', options.upstreamIdleTimeoutMs, 600_000),
     chatUsage,
     ledgerOutage,
     maxUsageEventBytes: positiveInteger('maxUsageEventBytes', options.maxUsageEventBytes, 64 * 1024 * 1024),
-    tracerProvider: options.tracerProvider ?? trace.getTracerProvider(),
+    tracerProvider:
+      hasMethods<TracerProvider>('tracerProvider', options.tracerProvider, ['getTracer'], 'an OpenTelemetry TracerProvider') ?? trace.getTracerProvider(),
     spanSigningKey: options.spanSigningKey,
-    registry: options.registry ?? new Registry(),
+    registry: hasMethods<Registry>('registry', options.registry, ['registerMetric', 'getSingleMetric'], 'a prom-client Registry') ?? new Registry(),
     onOutcome: options.onOutcome,
-    logger: options.logger ?? ((message) => console.warn(message)),
+    logger: safeLogger(options.logger),
   };
 }

@@ -84,6 +84,8 @@ export function createUpstream({ base, connectTimeoutMs, exchangeFor, authentica
     https: secure,
     // req.body holds the raw bytes the middleware read; express-http-proxy forwards them as they are.
     parseReqBody: true,
+    // Its default, 'utf-8', also sets Accept-Charset on every upstream request, over the client's own.
+    reqBodyEncoding: null,
     proxyReqPathResolver: (req) => basePath + req.url,
     proxyReqOptDecorator: (options: RequestOptions, req: IncomingMessage) => {
       // Copied into a new object rather than deleted from this one: `delete` turns an object into

@@ -24,10 +24,17 @@ describe('tollgate() options', function () {
     ['a buffer below 1', { safetyBuffer: 0.9 }, /option safetyBuffer must be a finite number >= 1, got 0.9/],
     ['an unknown chat policy', { chatUsage: 'sometimes' }, /option chatUsage must be "reserve" or "inject", got "sometimes"/],
     ['an unknown outage policy', { ledgerOutage: 'ignore' }, /option ledgerOutage must be "reject" or "forward", got "ignore"/],
-    ['an empty upstream key', { openaiApiKey: '' }, /option openaiApiKey must be a non-empty string, got ""/],
+    ['an empty upstream key', { openaiApiKey: '' }, /option openaiApiKey must be a non-empty string without control characters, got ""/],
     ['a short signing secret', { spanSigningKey: { id: 'k', secret: 'short' } }, /option spanSigningKey must be a valid key .*at least 16 bytes.*, got "k"/],
     ['a hook that is not a function', { onOutcome: 'log' }, /option onOutcome must be a function, got "log"/],
     ['a reservation TTL past a year and a day', { reservationTtlSeconds: 1e12 }, /option reservationTtlSeconds must be a positive integer, at most 31622400, got 1000000000000/],
+    // Each of these failed at the first request instead, or on every one of them.
+    ['a pricing table that is not one', { pricing: {} }, /option pricing must be a pricing table/],
+    ['a tracer provider that is not one', { tracerProvider: {} }, /option tracerProvider must be an OpenTelemetry TracerProvider/],
+    ['a registry that is not one', { registry: {} }, /option registry must be a prom-client Registry/],
+    ['a null signing key', { spanSigningKey: null }, /option spanSigningKey must be a valid key/],
+    ['a connect timeout Node cannot time', { upstreamConnectTimeoutMs: 2 ** 40 }, /option upstreamConnectTimeoutMs must be a positive integer of milliseconds, at most 2147483647/],
+    ['an upstream key with a newline', { openaiApiKey: 'sk-a\nb' }, /option openaiApiKey must be a non-empty string without control characters/],
   ];
   for (const [name, options, message] of cases) {
     it(`refuses ${name}`, () => {

@@ -164,6 +164,22 @@ describe('requests tollgate refuses', function () {
     }
   });
 
+  it('402 when the estimate passes 2^53 micro-credits, never a 500, never forwarded unmetered as if the ledger were down', async () => {
+    // 9e15 µcr for 10^9 output tokens: safe, until the buffer of 2 doubles it (it was forwarded unmetered).
+    const pricing = parsePricing({ models: { steep: { input: 1, output: 9_000_000 } } }, 'steep');
+    const local = await startGateway(upstream.url, 5, { pricing, safetyBuffer: 2, ledgerOutage: 'forward' });
+    try {
+      const rich = await local.account('rich', 1_000_000_000_000);
+      const res = await post(`${local.url}/v1/responses`, JSON.stringify({ model: 'steep', input: 'hi', max_output_tokens: 1e9 }), { authorization: `Bearer ${rich}` });
+      expect(res.status).to.equal(402);
+      expect(JSON.parse(res.body.toString()).error.message).to.contain(`may cost more than ${Number.MAX_SAFE_INTEGER} micro-credits`);
+      expect(upstream.received).to.have.length(0);
+      expect(await local.ledger.account('rich')).to.deep.include({ held: 0 });
+    } finally {
+      await local.close();
+    }
+  });
+
   it('400 for a model name no ledger can store, without failing the requests reserved with it', async () => {
     // A default price lets any model name through to the reserve: PostgreSQL text cannot hold a
     // NUL, and the statement that failed on it would fail every request of its group.

@@ -167,4 +167,56 @@ describe('billing spans and sampling', function () {
       await gateway.close();
     }
   });
+
+  it('a logger that throws and an async onOutcome that rejects break nothing (the rejection ended the process)', async () => {
+    const unhandled: unknown[] = [];
+    const record = (reason: unknown) => unhandled.push(reason);
+    process.on('unhandledRejection', record);
+    const ledger = await openLedger('memory://');
+    await ledger.createAccount('careless', 10_000_000);
+    const key = await ledger.createKey('careless');
+    const outcomes: string[] = [];
+    const throwing: SpanProcessor = {
+      onStart: () => {
+        throw new Error('exporter exploded');
+      },
+      onEnd: () => {},
+      forceFlush: async () => {},
+      shutdown: async () => {},
+    };
+    const options = {
+      ledger,
+      pricing: TEST_PRICING,
+      openaiUpstream: upstream.url,
+      tracerProvider: new BasicTracerProvider({ spanProcessors: [throwing] }),
+      logger: () => {
+        throw new Error('log sink down');
+      },
+      onOutcome: async (outcome: { outcome: string }) => {
+        outcomes.push(outcome.outcome);
+        throw new Error('hook failed later');
+      },
+    };
+    // Two instances on one registry share its metrics (prom-client refuses a name twice).
+    const first = tollgate(options);
+    const second = tollgate({ ...options, registry: first.registry });
+    const app = express().use(second);
+    const server = app.listen(0, '127.0.0.1');
+    await new Promise((resolve) => server.once('listening', resolve));
+    try {
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      const res = await post(`${url}/v1/responses`, JSON.stringify({ model: 'gpt-4.1', stream: true }), { authorization: `Bearer ${key}` });
+      expect(sha256(res.body)).to.equal(sha256(body));
+      await second.drain(1000);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(outcomes).to.deep.equal(['completed']);
+      expect(unhandled).to.deep.equal([]);
+    } finally {
+      process.off('unhandledRejection', record);
+      server.close();
+      first.close();
+      second.close();
+      await ledger.close();
+    }
+  });
 });
