@@ -27,11 +27,19 @@ export interface TollgateMiddleware extends RequestHandler {
   /**
    * Graceful shutdown, once the server stopped accepting: waits for the requests in flight to
    * reach their outcome, aborting those still running after `deadlineMs` (outcome
-   * upstream_error; their reservations settle like any other).
+   * upstream_error; their reservations settle like any other). A request still being admitted
+   * then (its body still arriving, say) is cut too: nothing of it went upstream.
    */
   drain(deadlineMs: number): Promise<void>;
   /** Closes the upstream keep-alive connections. */
   close(): void;
+}
+
+/** A request drain() waits for: in admission, then metered. */
+interface InFlight {
+  done: Promise<unknown>;
+  metered?: MeteredRequest;
+  admitting?: ServerResponse;
 }
 
 /** A rejection before any credit is held: answered to the client, counted, no span. */
@@ -56,7 +64,7 @@ export function tollgate(options: TollgateOptions): TollgateMiddleware {
   /** Requests waiting for their upstream, so a proxy error can end the right one. */
   const pending = new WeakMap<ServerResponse, MeteredRequest>();
   /** Every request between its arrival and its outcome (or rejection), for drain(). */
-  const inFlight = new Set<{ done: Promise<unknown>; metered?: MeteredRequest }>();
+  const inFlight = new Set<InFlight>();
 
   const onUpstreamError = (provider: Provider) => (error: unknown, res: ServerResponse) => {
     const metered = pending.get(res);
@@ -111,7 +119,7 @@ export function tollgate(options: TollgateOptions): TollgateMiddleware {
       return;
     }
     const metered = new MeteredRequest(admitted.init, telemetry, onOutcome);
-    track(metered.done, metered);
+    track({ done: metered.done, metered });
     req.body = admitted.body;
     if (res.destroyed) {
       metered.endWithoutResponse(true);
@@ -140,10 +148,9 @@ export function tollgate(options: TollgateOptions): TollgateMiddleware {
   }
   const logOutage = throttledLogger(settings.logger, 10_000);
 
-  function track(done: Promise<unknown>, metered?: MeteredRequest): void {
-    const entry = { done, metered };
+  function track(entry: InFlight): void {
     inFlight.add(entry);
-    void done.finally(() => inFlight.delete(entry));
+    void entry.done.finally(() => inFlight.delete(entry));
   }
 
   const handler = (req: Request, res: Response, next: NextFunction) => {
@@ -153,12 +160,17 @@ export function tollgate(options: TollgateOptions): TollgateMiddleware {
       return;
     }
     // Until it has a MeteredRequest (or is rejected), the request is tracked by its admission.
-    track(meter(req, res, next, route).catch(next));
+    track({ done: meter(req, res, next, route).catch(next), admitting: res });
   };
 
   async function drain(deadlineMs: number): Promise<void> {
     const deadline = setTimeout(() => {
-      for (const { metered } of inFlight) metered?.abort('shutdown');
+      for (const { metered, admitting } of inFlight) {
+        metered?.abort('shutdown');
+        // A client trickling its body would otherwise hold the drain until the server's own
+        // request timeout.
+        admitting?.destroy();
+      }
     }, deadlineMs);
     try {
       while (inFlight.size > 0) await Promise.allSettled([...inFlight].map((entry) => entry.done));

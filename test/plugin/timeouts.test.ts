@@ -113,6 +113,30 @@ describe('upstream timeouts', function () {
 });
 
 describe('graceful shutdown (drain)', function () {
+  it('cuts a request still being admitted at the deadline: a body that trickles in held it until the request timeout', async () => {
+    const upstream = await startUpstream();
+    const gateway = await startGateway(upstream.url, 5, { pricing: TEST_PRICING });
+    try {
+      const key = await gateway.account('trickle', 10_000_000);
+      const req = http.request(`${gateway.url}/v1/responses`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', 'content-length': 1000 },
+      });
+      const ended = new Promise((resolve) => req.on('error', resolve).on('response', resolve));
+      req.write('{"model": "gpt-4.1", "input": "');
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const started = Date.now();
+      await gateway.drain(300);
+      expect(Date.now() - started).to.be.within(250, 1500);
+      await ended;
+      expect(upstream.received).to.have.length(0);
+      expect(await gateway.ledger.account('trickle')).to.deep.include({ held: 0, balance: 10_000_000 });
+    } finally {
+      await gateway.close();
+      await upstream.close();
+    }
+  });
+
   it('lets a stream in flight finish before the deadline, and cuts the one still running after it', async () => {
     const upstream = await startUpstream();
     const body = responsesStream('y'.repeat(300), { input: 20, output: 30 });
