@@ -63,10 +63,18 @@ function atLeast(name: string, value: unknown, min: number, fallback: number): n
   return value;
 }
 
+/**
+ * Requests go to the URL's origin and path: a query or credentials in it would be dropped
+ * without a word (the upstream credential is openaiApiKey / anthropicApiKey).
+ */
 function upstreamUrl(name: string, value: unknown, fallback: string): URL {
   const text = value ?? fallback;
   if (typeof text === 'string' && URL.canParse(text)) {
     const url = new URL(text);
+    if (url.username !== '' || url.password !== '') {
+      throw new TollgateOptionError(name, `${url.protocol}//…@${url.host}${url.pathname}`, 'an http(s) URL without credentials (use the API key options)');
+    }
+    if (url.search !== '') throw new TollgateOptionError(name, value, 'an http(s) URL without a query');
     if (url.protocol === 'http:' || url.protocol === 'https:') return url;
   }
   throw new TollgateOptionError(name, value, 'an http(s) URL');

@@ -19,6 +19,9 @@ describe('tollgate() options', function () {
     ['a ledger of the wrong kind', { ledger: {} }, /option ledger must be a Ledger/],
     ['a non-URL upstream', { openaiUpstream: 'api.openai.com' }, /option openaiUpstream must be an http\(s\) URL, got "api.openai.com"/],
     ['an ftp upstream', { anthropicUpstream: 'ftp://x' }, /option anthropicUpstream must be an http\(s\) URL, got "ftp:\/\/x"/],
+    // Both were dropped without a word; the password is not repeated in the error.
+    ['an upstream with credentials', { openaiUpstream: 'https://user:secret@api.example' }, /option openaiUpstream must be an http\(s\) URL without credentials .*, got "https:\/\/…@api.example\/"$/],
+    ['an upstream with a query', { openaiUpstream: 'https://api.example/?api-version=1' }, /option openaiUpstream must be an http\(s\) URL without a query/],
     ['a zero body limit', { maxBodyBytes: 0 }, /option maxBodyBytes must be a positive integer, got 0/],
     ['a fractional token default', { defaultMaxOutputTokens: 1.5 }, /option defaultMaxOutputTokens must be a positive integer, got 1.5/],
     ['a buffer below 1', { safetyBuffer: 0.9 }, /option safetyBuffer must be a finite number >= 1, got 0.9/],
