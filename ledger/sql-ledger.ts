@@ -378,7 +378,6 @@ function unknownAccount(accountId: string): LedgerError {
   return new LedgerError('ERR_LEDGER_UNKNOWN_ACCOUNT', `account ${JSON.stringify(accountId)} does not exist`);
 }
 
-/** A BIGINT column as a JS number; one beyond 2^53 cannot be money this ledger wrote. */
 /** Locks the accounts of these reservations, in id order, and reads where they stand. */
 async function lockAccounts(tx: Session, reservations: ReservationRow[]): Promise<Map<string, Standing>> {
   if (reservations.length === 0) return new Map();
@@ -387,6 +386,7 @@ async function lockAccounts(tx: Session, reservations: ReservationRow[]): Promis
   return new Map(rows.map((row) => [row.id, { balance: integer(row.balance), held: integer(row.held) }]));
 }
 
+/** A BIGINT column as a JS number; one beyond 2^53 cannot be money this ledger wrote. */
 function integer(value: BigintColumn): number {
   const number = Number(value);
   if (!Number.isSafeInteger(number)) throw new Error(`ledger value ${value} is not a safe integer`);
