@@ -222,7 +222,7 @@ const close = (server: Server) =>
 export async function startGatewayServer(config: ServeConfig): Promise<RunningGateway> {
   const pricing = config.pricingFile ? await loadPricing(config.pricingFile) : defaultPricing();
   const ledger = await openLedger(config.ledger);
-  /** What to stop, in reverse order, when the start fails. */
+  /** What to stop, last started first: when the start fails, and on close() after the drain. */
   const started: Array<() => Promise<void>> = [() => ledger.close()];
   try {
     const gateway = await startOn(ledger, pricing, config, started);
@@ -331,6 +331,7 @@ async function startOn(
   const url = await listen(server, config.port, config.host);
   started.push(() => close(server));
   const metricsUrl = metricsServer ? await listen(metricsServer, config.metricsPort!, config.metricsHost) : url;
+  if (metricsServer) started.push(() => close(metricsServer));
 
   return {
     url,
@@ -338,21 +339,15 @@ async function startOn(
     settlementUrl: settlement?.url,
     ledger,
     // Graceful: stop accepting, let the streams in flight end (cut past the deadline, each with
-    // its outcome), export their spans, and only then stop settlement and the ledger.
+    // its outcome); then the rest, last started first: the spans exported before settlement and
+    // the ledger stop.
     close: async () => {
       const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       await middleware.drain(config.shutdownTimeoutSeconds * 1000);
       server.closeAllConnections();
       await stopped;
-      if (metricsServer) await close(metricsServer);
-      middleware.close();
-      await tracing.shutdown();
-      if (settlement) {
-        await settlement.sweeper.stop();
-        await close(settlement.server);
-      }
-      await ledger.close();
+      for (const stop of [...started].reverse()) await stop();
     },
   };
 }
