@@ -48,11 +48,11 @@ function positiveInteger(name: string, value: unknown, fallback: number): number
   return positiveIntegerOption(TollgateOptionError, name, value, fallback);
 }
 
-/** The ledger's bound (MAX_TTL_SECONDS), checked here so that a bad option fails at tollgate(), not per request. */
-function reservationTtl(value: unknown): number {
-  const seconds = positiveInteger('reservationTtlSeconds', value, 900);
-  if (seconds > MAX_TTL_SECONDS) throw new TollgateOptionError('reservationTtlSeconds', value, `a positive integer, at most ${MAX_TTL_SECONDS}`);
-  return seconds;
+/** A positive integer up to `max`; `what` describes it in the error. */
+function positiveIntegerUpTo(name: string, value: unknown, fallback: number, max: number, what: string): number {
+  const number = positiveInteger(name, value, fallback);
+  if (number > max) throw new TollgateOptionError(name, value, `${what}, at most ${max}`);
+  return number;
 }
 
 function atLeast(name: string, value: unknown, min: number, fallback: number): number {
@@ -90,9 +90,7 @@ function optionalString(name: string, value: unknown): string | undefined {
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
 function timeoutMs(name: string, value: unknown, fallback: number): number {
-  const ms = positiveInteger(name, value, fallback);
-  if (ms > MAX_TIMER_MS) throw new TollgateOptionError(name, value, `a positive integer of milliseconds, at most ${MAX_TIMER_MS}`);
-  return ms;
+  return positiveIntegerUpTo(name, value, fallback, MAX_TIMER_MS, 'a positive integer of milliseconds');
 }
 
 /** An object with the methods this module calls, or the option's error naming it. */
@@ -156,7 +154,8 @@ export function parseOptions(options: TollgateOptions): ResolvedOptions {
     defaultMaxOutputTokens: positiveInteger('defaultMaxOutputTokens', options.defaultMaxOutputTokens, 32_768),
     bytesPerInputToken: atLeast('bytesPerInputToken', options.bytesPerInputToken, 1, 1),
     safetyBuffer: atLeast('safetyBuffer', options.safetyBuffer, 1, 1),
-    reservationTtlSeconds: reservationTtl(options.reservationTtlSeconds),
+    // The ledger's bound, checked here so that a bad option fails at tollgate(), not per request.
+    reservationTtlSeconds: positiveIntegerUpTo('reservationTtlSeconds', options.reservationTtlSeconds, 900, MAX_TTL_SECONDS, 'a positive integer'),
     upstreamConnectTimeoutMs: timeoutMs('upstreamConnectTimeoutMs', options.upstreamConnectTimeoutMs, 10_000),
     upstreamIdleTimeoutMs: timeoutMs('upstreamIdleTimeoutMs', options.upstreamIdleTimeoutMs, 600_000),
     chatUsage,
