@@ -15,6 +15,7 @@ import { isWellFormedKey } from '../ledger/keys.js';
 import { creditsToMicros } from '../ledger/money.js';
 import type { Ledger, OverrunPolicy } from '../ledger/types.js';
 import { defaultPricing } from '../plugin/default-pricing.js';
+import { upstreamUrlProblem } from '../plugin/options.js';
 import { loadPricing, type PricingTable } from '../plugin/pricing.js';
 import { parseSigningKeys, type SigningKey } from '../plugin/signing.js';
 import { tollgate } from '../plugin/index.js';
@@ -87,11 +88,10 @@ export function port(flag: string, value: string | undefined): number | undefine
   return number;
 }
 
-/** Checked here, before anything is written: an upstream that is no http(s) URL. */
+/** The middleware's own rule for upstream URLs, as a usage error naming the flag. */
 function upstreamUrl(flag: string, value: string | undefined): string | undefined {
-  if (value === undefined) return undefined;
-  const protocol = URL.canParse(value) ? new URL(value).protocol : undefined;
-  if (protocol !== 'http:' && protocol !== 'https:') throw new UsageError(`--${flag} must be an http:// or https:// URL, got ${JSON.stringify(value)}`);
+  const problem = value === undefined ? undefined : upstreamUrlProblem(value);
+  if (problem !== undefined) throw new UsageError(`--${flag} must be ${problem.expected}, got ${JSON.stringify(problem.shown)}`);
   return value;
 }
 

@@ -64,20 +64,27 @@ function atLeast(name: string, value: unknown, min: number, fallback: number): n
 }
 
 /**
- * Requests go to the URL's origin and path: a query or credentials in it would be dropped
- * without a word (the upstream credential is openaiApiKey / anthropicApiKey).
+ * What `text` must be instead, when it cannot be an upstream base URL, and how to show it (its
+ * password never). Requests go to the URL's origin and path: a query or credentials in it would
+ * be dropped without a word (the upstream credential is openaiApiKey / anthropicApiKey). The
+ * command line checks its --…-upstream flags with it too.
  */
+export function upstreamUrlProblem(text: unknown): { expected: string; shown: unknown } | undefined {
+  if (typeof text !== 'string' || !URL.canParse(text)) return { expected: 'an http(s) URL', shown: text };
+  const url = new URL(text);
+  if (url.username !== '' || url.password !== '') {
+    return { expected: 'an http(s) URL without credentials (use the API key options)', shown: `${url.protocol}//…@${url.host}${url.pathname}` };
+  }
+  if (url.search !== '') return { expected: 'an http(s) URL without a query', shown: text };
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return { expected: 'an http(s) URL', shown: text };
+  return undefined;
+}
+
 function upstreamUrl(name: string, value: unknown, fallback: string): URL {
   const text = value ?? fallback;
-  if (typeof text === 'string' && URL.canParse(text)) {
-    const url = new URL(text);
-    if (url.username !== '' || url.password !== '') {
-      throw new TollgateOptionError(name, `${url.protocol}//…@${url.host}${url.pathname}`, 'an http(s) URL without credentials (use the API key options)');
-    }
-    if (url.search !== '') throw new TollgateOptionError(name, value, 'an http(s) URL without a query');
-    if (url.protocol === 'http:' || url.protocol === 'https:') return url;
-  }
-  throw new TollgateOptionError(name, value, 'an http(s) URL');
+  const problem = upstreamUrlProblem(text);
+  if (problem !== undefined) throw new TollgateOptionError(name, problem.shown, problem.expected);
+  return new URL(text as string);
 }
 
 /** An upstream credential goes into a header: one with a control character fails every request. */

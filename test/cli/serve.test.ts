@@ -53,7 +53,9 @@ describe('tollgate serve', function () {
       for (const [args, message] of [
         [['--port', '70000'], '--port must be a port from 0 to 65535, got "70000"'],
         [['--sweep-interval', '0'], '--sweep-interval must be at least 1, got "0"'],
-        [['--openai-upstream', 'ftp://x'], '--openai-upstream must be an http:// or https:// URL, got "ftp://x"'],
+        [['--openai-upstream', 'ftp://x'], '--openai-upstream must be an http(s) URL, got "ftp://x"'],
+        // The middleware's rule: the password is not repeated.
+        [['--openai-upstream', 'https://user:secret@api.example'], '--openai-upstream must be an http(s) URL without credentials (use the API key options), got "https://…@api.example/"'],
         [['--account', 'a:k1:-5'], '--account "a:k1:-5": credits must not be negative, got "-5"'],
         [['--account', 'a:tg-k:1', '--account', 'b:tg-k:2'], '--account: key "tg-k" is given twice'],
       ] as const) {
