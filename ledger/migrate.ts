@@ -31,6 +31,7 @@ export async function migrate(driver: Driver): Promise<string[]> {
   const directory = migrationsDirectory();
   const files = (await readdir(directory)).filter((name) => MIGRATION_FILE.test(name)).sort();
   return driver.transaction(async (tx) => {
+    await tx.exec(sql.NO_STATEMENT_TIMEOUT);
     await tx.query(sql.LOCK_MIGRATIONS);
     await tx.exec(sql.CREATE_MIGRATIONS_TABLE);
     const applied = new Set((await tx.query<{ version: string }>(sql.APPLIED_MIGRATIONS)).map((row) => row.version));

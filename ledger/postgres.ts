@@ -13,6 +13,16 @@ import type { LedgerOptions } from './types.js';
 import * as validate from './validate.js';
 
 /**
+ * Defaults for the pool, which the caller's configuration (or URL parameters such as
+ * `?statement_timeout=30000`) override. Without them a reserve stuck behind a row lock, or a
+ * server that accepts connections and answers nothing, held the request forever: PostgreSQL
+ * now cancels a statement after 10 s (its transaction rolls back, so nothing stays held) and a
+ * connection that is not up in 10 s fails. The gateway then answers 503 (or forwards, under
+ * ledgerOutage 'forward') and settlement 503, so its sender retries.
+ */
+const POOL_DEFAULTS: pg.PoolConfig = { statement_timeout: 10_000, connectionTimeoutMillis: 10_000 };
+
+/**
  * `config`: a postgres:// URL, or a pg pool configuration (e.g. `max` for the pool size, default
  * 10, or `options: '-c search_path=SCHEMA'` to keep the ledger in its own schema). `options`: see
  * LedgerOptions (group commit for reserves is on by default).
@@ -20,9 +30,11 @@ import * as validate from './validate.js';
 export async function openPostgresLedger(config: string | pg.PoolConfig, options: LedgerOptions = {}): Promise<SqlLedger> {
   if (typeof config === 'string') {
     if (!/^postgres(ql)?:\/\//i.test(config)) throw invalidArgument('url', config, 'a postgres:// or postgresql:// URL');
-    config = { connectionString: config };
+    config = { ...POOL_DEFAULTS, connectionString: config };
   } else if (config === null || typeof config !== 'object') {
     throw invalidArgument('config', config, 'a postgres:// URL or a pg PoolConfig');
+  } else {
+    config = { ...POOL_DEFAULTS, ...config };
   }
   // Checked before any connection is opened.
   validate.ledgerOptions(options);

@@ -18,6 +18,11 @@
  * The key is an arbitrary constant of this application.
  */
 export const LOCK_MIGRATIONS = `SELECT pg_advisory_xact_lock(7432021001)`;
+/**
+ * Migrations run as long as they take (a DDL statement on a large table can take minutes): the
+ * connection's statement timeout (postgres.ts) is lifted for their transaction only.
+ */
+export const NO_STATEMENT_TIMEOUT = `SET LOCAL statement_timeout = 0`;
 export const CREATE_MIGRATIONS_TABLE = `
   CREATE TABLE IF NOT EXISTS schema_migrations (
     version    TEXT PRIMARY KEY,
