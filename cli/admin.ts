@@ -5,8 +5,9 @@
  * Credits are typed and printed as exact decimals ("12.5"); the ledger counts micro-credits
  * (ledger/money.ts converts, without floating point).
  */
-import { parseArgs, type ParseArgsConfig } from 'node:util';
+import type { ParseArgsConfig } from 'node:util';
 import { LedgerError } from '../ledger/errors.js';
+import { parseCommandLine, UsageError } from './args.js';
 import { creditsToMicros, microsToCredits } from '../ledger/money.js';
 import type { Ledger, StatementLine } from '../ledger/types.js';
 
@@ -26,8 +27,6 @@ const OK = 0;
 const REFUSED = 1;
 const USAGE = 2;
 
-/** The command line is wrong: exit 2 with the usage. */
-class UsageError extends Error {}
 /** The ledger has nothing to act on (an unknown account, a key that is not active): exit 1. */
 class Refusal extends Error {}
 
@@ -71,7 +70,7 @@ export async function runAdminCommand(argv: string[], ledger: Ledger, out: Outpu
 
 /** Parses `args` as exactly one positional (`name`) and the given options. */
 function parse<Options extends NonNullable<ParseArgsConfig['options']>>(args: string[], name: string, options: Options) {
-  const { values, positionals } = parseArgs({ args, options, allowPositionals: true, strict: true });
+  const { values, positionals } = parseCommandLine(args, options, true);
   if (positionals.length !== 1) throw new UsageError(`expected one ${name}, got ${positionals.length}`);
   return { value: positionals[0]!, options: values };
 }

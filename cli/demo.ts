@@ -7,11 +7,11 @@
  * it prints a settlement report whose figures are read back from the ledger.
  */
 import { createHash } from 'node:crypto';
-import { parseArgs } from 'node:util';
 import { microsToCredits } from '../ledger/money.js';
 import type { Ledger, OverrunPolicy, StatementLine } from '../ledger/types.js';
 import { FAULT_HEADER, startSimulator, type Fault } from './simulator.js';
-import { parseServeArgs, startGatewayServer, UsageError } from './serve.js';
+import { parseCommandLine, UsageError } from './args.js';
+import { parseServeArgs, startGatewayServer } from './serve.js';
 
 const DEMO_USAGE = `Usage: tollgate demo [--requests N (300)] [--seed S (1)] [--concurrency N (8)] [--json]`;
 
@@ -25,16 +25,12 @@ export interface DemoOptions {
 }
 
 export function parseDemoArgs(argv: string[]): DemoOptions {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
+  const { values } = parseCommandLine(argv, {
       requests: { type: 'string', default: '300' },
       seed: { type: 'string', default: '1' },
       concurrency: { type: 'string', default: '8' },
       json: { type: 'boolean', default: false },
-    },
-    strict: true,
-  });
+    });
   const positive = (flag: string, value: string) => {
     if (!/^[1-9]\d*$/.test(value)) throw new UsageError(`--${flag} must be a positive integer, got ${JSON.stringify(value)}\n${DEMO_USAGE}`);
     return Number(value);

@@ -3,7 +3,6 @@
  * The `tollgate` command: serve (gateway), settle (settlement processor alone), and the ledger's
  * admin commands (accounts, keys, statement).
  */
-import { parseArgs } from 'node:util';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { createSettlementServer, startSweeper } from '../collector/index.js';
 import { LedgerError } from '../ledger/errors.js';
@@ -14,7 +13,8 @@ import { loadPricing, PricingError } from '../plugin/pricing.js';
 import { parseSigningKeys } from '../plugin/signing.js';
 import { runAdminCommand } from './admin.js';
 import { parseDemoArgs, runDemo } from './demo.js';
-import { DEFAULT_LEDGER_DIR, listen, parseServeArgs, port, seconds, startGatewayServer, UsageError } from './serve.js';
+import { parseCommandLine, UsageError } from './args.js';
+import { DEFAULT_LEDGER_DIR, listen, parseServeArgs, port, seconds, startGatewayServer } from './serve.js';
 
 const HELP = `Usage: tollgate <command> [options]
 
@@ -86,18 +86,14 @@ Next:
 }
 
 async function settle(argv: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
+  const { values } = parseCommandLine(argv, {
       port: { type: 'string', default: '4318' },
       host: { type: 'string', default: '127.0.0.1' },
       ledger: { type: 'string' },
       pricing: { type: 'string', multiple: true, default: [] },
       'overrun-policy': { type: 'string', default: 'cap' },
       'sweep-interval': { type: 'string', default: '10' },
-    },
-    strict: true,
-  });
+    });
   const tokens = (process.env.TOLLGATE_SETTLEMENT_TOKENS ?? '').split(',').filter((token) => token !== '');
   if (tokens.length === 0) throw new UsageError('TOLLGATE_SETTLEMENT_TOKENS must name at least one bearer token');
   const policy = values['overrun-policy'];

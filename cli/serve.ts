@@ -6,7 +6,6 @@
 import { randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import http, { type Server } from 'node:http';
-import { parseArgs } from 'node:util';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { createSettlementServer, startSweeper, type Sweeper } from '../collector/index.js';
@@ -20,6 +19,7 @@ import { loadPricing, type PricingTable } from '../plugin/pricing.js';
 import { parseSigningKeys, type SigningKey } from '../plugin/signing.js';
 import { tollgate } from '../plugin/index.js';
 import { billingTracing } from './tracing.js';
+import { parseCommandLine, UsageError } from './args.js';
 
 export interface SeedAccount {
   id: string;
@@ -64,9 +64,6 @@ export interface ServeConfig {
 
 export const DEFAULT_LEDGER_DIR = './.tollgate/ledger';
 
-export class UsageError extends Error {
-  override name = 'UsageError';
-}
 
 function integer(flag: string, value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
@@ -128,9 +125,7 @@ function distinctSeeds(accounts: SeedAccount[]): SeedAccount[] {
 }
 
 export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv): ServeConfig {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
+  const { values } = parseCommandLine(argv, {
       port: { type: 'string', default: '8080' },
       host: { type: 'string', default: '127.0.0.1' },
       'openai-upstream': { type: 'string' },
@@ -151,9 +146,7 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv): ServeCon
       'sweep-interval': { type: 'string', default: '10' },
       'metrics-port': { type: 'string' },
       'metrics-host': { type: 'string', default: '127.0.0.1' },
-    },
-    strict: true,
-  });
+    });
   return {
     port: port('port', values.port)!,
     host: values.host!,

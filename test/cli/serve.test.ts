@@ -29,6 +29,10 @@ describe('tollgate serve', function () {
     const unknown = run('serve', '--bogus');
     expect(unknown.status).to.equal(2);
     expect(unknown.stderr).to.equal("tollgate: Unknown option '--bogus' (tollgate --help lists the options)\n");
+    // parseArgs would keep the last one silently.
+    const repeated = run('serve', '--port', '8080', '--port', '9090');
+    expect(repeated.status).to.equal(2);
+    expect(repeated.stderr).to.equal('tollgate: --port is given more than once (tollgate --help lists the options)\n');
     const missing = run('settle', '--port');
     expect(missing.status).to.equal(2);
     expect(missing.stderr).to.match(/^tollgate: Option '--port <value>' argument missing/).and.not.match(/\bat /);

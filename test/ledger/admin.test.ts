@@ -56,6 +56,8 @@ describe('admin commands', function () {
       ['accounts topup acme --credits 0', 'error: --credits must be more than 0'],
       ['accounts topup acme', 'error: --credits is required'],
       ['accounts topup acme --credit 5', "error: Unknown option '--credit'"],
+      ['accounts topup acme --credits 5 --credits 50', 'error: --credits is given more than once'],
+      ['accounts create other --credits 5 --credits=50', 'error: --credits is given more than once'],
       ['accounts topup', 'error: expected one account ID, got 0'],
       ['accounts delete acme', 'error: unknown command: accounts delete acme'],
     ] as const) {
@@ -66,6 +68,7 @@ describe('admin commands', function () {
       expect(err[1], line).to.equal(ADMIN_USAGE);
     }
     expect(await ledger.account('acme')).to.deep.include({ balance: 0 });
+    expect(await ledger.account('other')).to.equal(null);
   });
 
   it('refuses an unknown or existing account with exit code 1', async () => {
