@@ -38,7 +38,9 @@ describe('tollgate serve', function () {
     expect(missing.stderr).to.match(/^tollgate: Option '--port <value>' argument missing/).and.not.match(/\bat /);
   });
 
-  it('a start that fails exits with one line and has written nothing: it seeds accounts last', async () => {
+  it('a start that fails exits with one line and has written nothing: it seeds accounts last', async function () {
+    // Eight CLI processes, each compiling the TypeScript sources with tsx as it starts.
+    this.timeout(90_000);
     const run = (...args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', cliMain, ...args], { encoding: 'utf8', timeout: 30_000 });
     const taken = http.createServer();
     const port = await new Promise<number>((resolve) => taken.listen(0, '127.0.0.1', () => resolve((taken.address() as AddressInfo).port)));
