@@ -1,6 +1,7 @@
 /**
- * The ledger's admin commands: accounts, keys and statements. cli/main.ts opens the ledger and
- * dispatches here; these functions only parse their arguments, call the Ledger and print.
+ * The ledger's admin commands: accounts, keys and statements. cli/main.ts dispatches here with a
+ * way to open the ledger; a command's arguments are checked before the ledger is opened (a typo
+ * neither creates an embedded data directory nor connects), then it calls the Ledger and prints.
  *
  * Credits are typed and printed as exact decimals ("12.5"); the ledger counts micro-credits
  * (ledger/money.ts converts, without floating point).
@@ -32,21 +33,21 @@ class Refusal extends Error {}
 
 type Output = (line: string) => void;
 
+/** Opens the ledger, runs `use` on it and closes it. */
+export type WithLedger = (use: (ledger: Ledger) => Promise<void>) => Promise<void>;
+
+/** A command whose arguments have been checked, waiting for the ledger. */
+type Action = (ledger: Ledger, out: Output) => Promise<void>;
+
 /**
  * Runs one admin command, e.g. `['accounts', 'topup', 'acme', '--credits', '12.5']`. Results go
  * to `out`, error messages to `err` (default: `out`). Returns the exit code; database failures
  * are thrown.
  */
-export async function runAdminCommand(argv: string[], ledger: Ledger, out: Output, err: Output = out): Promise<number> {
+export async function runAdminCommand(argv: string[], withLedger: WithLedger, out: Output, err: Output = out): Promise<number> {
   try {
-    const [command, subcommand, ...rest] = argv;
-    if (command === 'accounts' && subcommand === 'create') await createAccount(rest, ledger, out);
-    else if (command === 'accounts' && subcommand === 'topup') await topUp(rest, ledger, out);
-    else if (command === 'accounts' && subcommand === 'show') await showAccount(rest, ledger, out);
-    else if (command === 'keys' && subcommand === 'create') await createKey(rest, ledger, out);
-    else if (command === 'keys' && subcommand === 'revoke') await revokeKey(rest, ledger, out);
-    else if (command === 'statement') await statement(argv.slice(1), ledger, out);
-    else throw new UsageError(`unknown command: ${argv.join(' ') || '(none)'}`);
+    const action = parseCommand(argv);
+    await withLedger((ledger) => action(ledger, out));
     return OK;
   } catch (error) {
     // parseArgs reports an unknown or malformed option as a TypeError with an ERR_PARSE_ARGS_* code.
@@ -68,6 +69,17 @@ export async function runAdminCommand(argv: string[], ledger: Ledger, out: Outpu
   }
 }
 
+function parseCommand(argv: string[]): Action {
+  const [command, subcommand, ...rest] = argv;
+  if (command === 'accounts' && subcommand === 'create') return createAccount(rest);
+  if (command === 'accounts' && subcommand === 'topup') return topUp(rest);
+  if (command === 'accounts' && subcommand === 'show') return showAccount(rest);
+  if (command === 'keys' && subcommand === 'create') return createKey(rest);
+  if (command === 'keys' && subcommand === 'revoke') return revokeKey(rest);
+  if (command === 'statement') return statement(argv.slice(1));
+  throw new UsageError(`unknown command: ${argv.join(' ') || '(none)'}`);
+}
+
 /** Parses `args` as exactly one positional (`name`) and the given options. */
 function parse<Options extends NonNullable<ParseArgsConfig['options']>>(args: string[], name: string, options: Options) {
   const { values, positionals } = parseCommandLine(args, options, true);
@@ -75,74 +87,86 @@ function parse<Options extends NonNullable<ParseArgsConfig['options']>>(args: st
   return { value: positionals[0]!, options: values };
 }
 
-async function createAccount(args: string[], ledger: Ledger, out: Output): Promise<void> {
+function createAccount(args: string[]): Action {
   const { value: id, options } = parse(args, 'account ID', { credits: { type: 'string', default: '0' } });
   const micros = creditsToMicros(options.credits, '--credits');
-  await ledger.createAccount(id, micros);
-  out(`created account ${id} with ${microsToCredits(micros)} credits`);
+  return async (ledger, out) => {
+    await ledger.createAccount(id, micros);
+    out(`created account ${id} with ${microsToCredits(micros)} credits`);
+  };
 }
 
-async function topUp(args: string[], ledger: Ledger, out: Output): Promise<void> {
+function topUp(args: string[]): Action {
   const { value: id, options } = parse(args, 'account ID', { credits: { type: 'string' } });
   if (options.credits === undefined) throw new UsageError('--credits is required');
   const micros = creditsToMicros(options.credits, '--credits');
   if (micros === 0) throw new UsageError('--credits must be more than 0');
-  await ledger.topUp(id, micros);
-  const account = await ledger.account(id);
-  out(`added ${microsToCredits(micros)} credits to ${id}; balance ${microsToCredits(account!.balance)} credits`);
-}
-
-async function showAccount(args: string[], ledger: Ledger, out: Output): Promise<void> {
-  const { value: id, options } = parse(args, 'account ID', { json: { type: 'boolean', default: false } });
-  const account = await ledger.account(id);
-  if (account === null) throw unknownAccount(id);
-  const credits = {
-    accountId: id,
-    balance: microsToCredits(account.balance),
-    held: microsToCredits(account.held),
-    available: microsToCredits(account.available),
+  return async (ledger, out) => {
+    await ledger.topUp(id, micros);
+    const account = await ledger.account(id);
+    out(`added ${microsToCredits(micros)} credits to ${id}; balance ${microsToCredits(account!.balance)} credits`);
   };
-  if (options.json) {
-    out(JSON.stringify(credits));
-  } else {
-    out(`account    ${credits.accountId}`);
-    out(`balance    ${credits.balance} credits`);
-    out(`held       ${credits.held} credits`);
-    out(`available  ${credits.available} credits`);
-  }
 }
 
-async function createKey(args: string[], ledger: Ledger, out: Output): Promise<void> {
+function showAccount(args: string[]): Action {
+  const { value: id, options } = parse(args, 'account ID', { json: { type: 'boolean', default: false } });
+  return async (ledger, out) => {
+    const account = await ledger.account(id);
+    if (account === null) throw unknownAccount(id);
+    const credits = {
+      accountId: id,
+      balance: microsToCredits(account.balance),
+      held: microsToCredits(account.held),
+      available: microsToCredits(account.available),
+    };
+    if (options.json) {
+      out(JSON.stringify(credits));
+    } else {
+      out(`account    ${credits.accountId}`);
+      out(`balance    ${credits.balance} credits`);
+      out(`held       ${credits.held} credits`);
+      out(`available  ${credits.available} credits`);
+    }
+  };
+}
+
+function createKey(args: string[]): Action {
   const { value: id } = parse(args, 'account ID', {});
-  const key = await ledger.createKey(id);
-  out(`API key for account ${id} (shown only now; the ledger stores its hash):`);
-  // Last line, alone: scripts read it with `tail -n 1`.
-  out(key);
+  return async (ledger, out) => {
+    const key = await ledger.createKey(id);
+    out(`API key for account ${id} (shown only now; the ledger stores its hash):`);
+    // Last line, alone: scripts read it with `tail -n 1`.
+    out(key);
+  };
 }
 
-async function revokeKey(args: string[], ledger: Ledger, out: Output): Promise<void> {
+function revokeKey(args: string[]): Action {
   const { value: key } = parse(args, 'KEY', {});
-  if (!(await ledger.revokeKey(key))) throw new Refusal('no active key matches');
-  out('key revoked');
+  return async (ledger, out) => {
+    if (!(await ledger.revokeKey(key))) throw new Refusal('no active key matches');
+    out('key revoked');
+  };
 }
 
 const STATEMENT_COLUMNS = [
   'id', 'created_at', 'kind', 'amount', 'overrun', 'reservation_id', 'outcome', 'reserved', 'charged', 'released', 'usage',
 ] as const;
 
-async function statement(args: string[], ledger: Ledger, out: Output): Promise<void> {
+function statement(args: string[]): Action {
   const { value: id, options } = parse(args, 'account ID', { format: { type: 'string', default: 'csv' } });
   if (options.format !== 'csv' && options.format !== 'json') {
     throw new UsageError(`--format must be csv or json, got ${JSON.stringify(options.format)}`);
   }
-  if ((await ledger.account(id)) === null) throw unknownAccount(id);
-  const rows = (await ledger.statement(id)).map(inCredits);
-  if (options.format === 'json') {
-    for (const line of JSON.stringify(rows, null, 2).split('\n')) out(line);
-  } else {
-    out(STATEMENT_COLUMNS.join(','));
-    for (const row of rows) out(STATEMENT_COLUMNS.map((column) => csvField(row[column])).join(','));
-  }
+  return async (ledger, out) => {
+    if ((await ledger.account(id)) === null) throw unknownAccount(id);
+    const rows = (await ledger.statement(id)).map(inCredits);
+    if (options.format === 'json') {
+      for (const line of JSON.stringify(rows, null, 2).split('\n')) out(line);
+    } else {
+      out(STATEMENT_COLUMNS.join(','));
+      for (const row of rows) out(STATEMENT_COLUMNS.map((column) => csvField(row[column])).join(','));
+    }
+  };
 }
 
 /** A statement line for people: amounts in credits (exact decimal strings), snake_case like the CSV header. */

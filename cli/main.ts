@@ -11,7 +11,7 @@ import { defaultPricing } from '../plugin/default-pricing.js';
 import { OptionError } from '../plugin/option-error.js';
 import { loadPricing, PricingError } from '../plugin/pricing.js';
 import { parseSigningKeys } from '../plugin/signing.js';
-import { runAdminCommand } from './admin.js';
+import { runAdminCommand, type WithLedger } from './admin.js';
 import { parseDemoArgs, runDemo } from './demo.js';
 import { parseCommandLine, UsageError } from './args.js';
 import { DEFAULT_LEDGER_DIR, listen, parseServeArgs, port, seconds, startGatewayServer } from './serve.js';
@@ -133,12 +133,15 @@ async function admin(argv: string[]): Promise<number> {
   const given = at < 0 ? undefined : argv[at] === '--ledger' ? argv[at + 1] : argv[at]!.slice('--ledger='.length);
   if (at >= 0 && given === undefined) throw new UsageError('--ledger needs a value');
   const rest = at < 0 ? argv : [...argv.slice(0, at), ...argv.slice(at + (argv[at] === '--ledger' ? 2 : 1))];
-  const ledger = await openLedger(given ?? (process.env.DATABASE_URL || DEFAULT_LEDGER_DIR));
-  try {
-    return await runAdminCommand(rest, ledger, (line) => console.log(line), (line) => console.error(line));
-  } finally {
-    await ledger.close();
-  }
+  const withLedger: WithLedger = async (use) => {
+    const ledger = await openLedger(given ?? (process.env.DATABASE_URL || DEFAULT_LEDGER_DIR));
+    try {
+      await use(ledger);
+    } finally {
+      await ledger.close();
+    }
+  };
+  return runAdminCommand(rest, withLedger, (line) => console.log(line), (line) => console.error(line));
 }
 
 async function main(argv: string[]): Promise<number> {

@@ -18,11 +18,18 @@ describe('admin commands', function () {
   afterEach(() => db.dispose());
   after(() => pglite.close());
 
+  /** Times a command opened the ledger. */
+  let opened = 0;
+
   /** Runs a command line; returns its exit code and what it printed to stdout and stderr. */
   async function run(line: string): Promise<{ code: number; out: string[]; err: string[] }> {
     const out: string[] = [];
     const err: string[] = [];
-    const code = await runAdminCommand(line.split(' '), ledger, (text) => out.push(text), (text) => err.push(text));
+    const withLedger = (use: (ledger: SqlLedger) => Promise<void>) => {
+      opened++;
+      return use(ledger);
+    };
+    const code = await runAdminCommand(line.split(' '), withLedger, (text) => out.push(text), (text) => err.push(text));
     return { code, out, err };
   }
 
@@ -47,8 +54,9 @@ describe('admin commands', function () {
     expect(await ledger.account('empty')).to.deep.include({ balance: 0 });
   });
 
-  it('rejects bad credit amounts with exit code 2, a clear message and the usage', async () => {
+  it('rejects bad arguments with exit code 2, a clear message and the usage, before opening the ledger', async () => {
     await run('accounts create acme');
+    opened = 0;
     for (const [line, message] of [
       ['accounts topup acme --credits=-5', 'error: --credits must not be negative, got "-5"'],
       ['accounts topup acme --credits 1.0000001', 'error: --credits has more than 6 decimal places'],
@@ -68,6 +76,8 @@ describe('admin commands', function () {
       expect(err[1], line).to.equal(ADMIN_USAGE);
     }
     expect(await ledger.account('acme')).to.deep.include({ balance: 0 });
+    // A typo neither creates an embedded data directory nor connects to PostgreSQL.
+    expect(opened).to.equal(0);
     expect(await ledger.account('other')).to.equal(null);
   });
 
