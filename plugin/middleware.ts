@@ -12,7 +12,7 @@ import { sendError, type GatewayErrorKind } from './errors.js';
 import { estimateReservation } from './estimate.js';
 import { MeteredRequest, type MeteredRequestInit } from './metering.js';
 import { createGatewayMetrics } from './metrics.js';
-import { parseOptions, type ResolvedOptions } from './options.js';
+import { hasControlCharacter, parseOptions, type ResolvedOptions } from './options.js';
 import { createUpstream, restoreResponseHeaders, UpstreamConnectTimeout, type Upstream } from './proxy.js';
 import { gatewayKey, readBody, type BodyResult } from './request.js';
 import { routeFor, type Route } from './routes.js';
@@ -310,7 +310,7 @@ async function admit(
  * on the span; a NUL cannot be stored in PostgreSQL text at all.
  */
 function isModelName(model: string): boolean {
-  return model.length <= 256 && !/[\u0000-\u001f\u007f]/.test(model);
+  return model.length <= 256 && !hasControlCharacter(model);
 }
 
 function ledgerUnavailable(error: unknown, body?: BodyResult): Rejection {

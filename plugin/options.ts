@@ -87,9 +87,14 @@ function upstreamUrl(name: string, value: unknown, fallback: string): URL {
   return new URL(text as string);
 }
 
+/** A C0 control character or DEL: a header value cannot carry one, nor PostgreSQL text a NUL. */
+export function hasControlCharacter(text: string): boolean {
+  return /[\u0000-\u001f\u007f]/.test(text);
+}
+
 /** An upstream credential goes into a header: one with a control character fails every request. */
 function optionalString(name: string, value: unknown): string | undefined {
-  if (value === undefined || (typeof value === 'string' && value !== '' && !/[\u0000-\u001f\u007f]/.test(value))) return value;
+  if (value === undefined || (typeof value === 'string' && value !== '' && !hasControlCharacter(value))) return value;
   throw new TollgateOptionError(name, value, 'a non-empty string without control characters');
 }
 
