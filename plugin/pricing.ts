@@ -15,7 +15,7 @@
  *   whole micro-credit per 1M tokens (a pico-credit per token), so a price never shrinks and a
  *   sub-pico price never becomes free. Only entries priced per token (both
  *   `input_cost_per_token` and `output_cost_per_token`) are kept; image, audio and per-query
- *   entries are skipped. Tiered fields (`*_above_200k_tokens`), batch, flex and priority prices
+ *   entries are skipped. An output limit of 0 (LiteLLM's "not known") is no limit. Tiered fields (`*_above_200k_tokens`), batch, flex and priority prices
  *   are not read: supply your own table if you sell those.
  *
  * Inside, every price is an INTEGER number of micro-credits per 1,000,000 tokens (equivalently
@@ -216,8 +216,9 @@ function parseLiteLLM(json: Record<string, unknown>, source: string): PricingTab
     if (entry.input_cost_per_token == null || entry.output_cost_per_token == null) continue;
     const where = `${source}: model "${model}"`;
     const read = (field: string) => readPrice(entry, field, LITELLM_SCALE, 'ceil', where);
-    // max_tokens is LiteLLM's legacy name for the output limit.
-    const limitField = entry.max_output_tokens != null ? 'max_output_tokens' : 'max_tokens';
+    // max_tokens is LiteLLM's legacy name for the output limit; LiteLLM writes 0 for a limit it
+    // does not know (embedding entries), which is no limit to cap the estimate with.
+    const limitField = ['max_output_tokens', 'max_tokens'].find((field) => entry[field] != null && entry[field] !== 0);
     models.set(
       model,
       resolvePrice(where, {
@@ -226,7 +227,7 @@ function parseLiteLLM(json: Record<string, unknown>, source: string): PricingTab
         cacheWrite: read('cache_creation_input_token_cost'),
         output: read('output_cost_per_token'),
         reasoning: read('output_cost_per_reasoning_token'),
-        maxOutputTokens: readTokenLimit(entry[limitField], `${where} field "${limitField}"`),
+        maxOutputTokens: limitField === undefined ? undefined : readTokenLimit(entry[limitField], `${where} field "${limitField}"`),
       }),
     );
   }

@@ -245,6 +245,31 @@ describe('pricing', () => {
       expect([...table.models.keys()]).to.have.members(['gpt-4o', 'anthropic/claude-sonnet-4-5', 'o-tiny']);
     });
 
+    it('takes an output limit of 0 as unknown, as LiteLLM writes it for embedding entries', () => {
+      // As LiteLLM ships it: 0 for all three limits, still priced per token.
+      const embedding = {
+        'vercel_ai_gateway/amazon/titan-embed-text-v2': {
+          input_cost_per_token: 2e-8,
+          litellm_provider: 'vercel_ai_gateway',
+          max_input_tokens: 0,
+          max_output_tokens: 0,
+          max_tokens: 0,
+          mode: 'chat',
+          output_cost_per_token: 0.0,
+        },
+        'legacy-limit': { input_cost_per_token: 1e-6, output_cost_per_token: 2e-6, max_output_tokens: 0, max_tokens: 4096 },
+      };
+      const parsed = parsePricing({ ...litellm, ...embedding }, 'litellm.json');
+      expect(parsed.price('vercel_ai_gateway/amazon/titan-embed-text-v2')).to.deep.equal({
+        input: 20_000, // 2e-8 × 1e12
+        cachedInput: 20_000,
+        cacheWrite: 20_000,
+        output: 0,
+        reasoning: 0,
+      });
+      expect(parsed.price('legacy-limit')?.maxOutputTokens).to.equal(4096);
+    });
+
     it('looks up the exact name first, then <provider>/<model>', () => {
       expect(table.price('claude-sonnet-4-5')).to.equal(undefined);
       expect(table.price('claude-sonnet-4-5', 'openai')).to.equal(undefined);
