@@ -9,7 +9,8 @@
  * recorded as such.
  *
  * Output tokens are the request's own limit, else the configured default, capped by the model's
- * output limit when the pricing table knows it (and by MAX_OUTPUT_TOKENS when it does not).
+ * output limit when the pricing table knows it (and by MAX_OUTPUT_TOKENS when it does not), times
+ * the choices asked for (Chat Completions' `n`: each choice is written up to the limit).
  */
 import { maxCostOf, type ModelPrice } from './pricing.js';
 import type { Route } from './routes.js';
@@ -46,6 +47,8 @@ export function estimateReservation(
   const modelLimit = price.maxOutputTokens;
   let outputTokens = Math.min(requested ?? settings.defaultMaxOutputTokens, MAX_OUTPUT_TOKENS);
   if (modelLimit !== undefined) outputTokens = Math.min(outputTokens, modelLimit);
+  const choices = route.choicesField === undefined ? undefined : request[route.choicesField];
+  if (isPositiveInteger(choices)) outputTokens = Math.min(outputTokens * choices, MAX_OUTPUT_TOKENS);
   const bound = maxCostOf({ inputTokens, outputTokens }, price);
   // One rounding, upwards, after the buffer: the reservation stays an upper bound.
   const amount = Math.max(1, Math.ceil(bound * settings.safetyBuffer));

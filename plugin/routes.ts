@@ -13,6 +13,8 @@ export interface Route {
   extractor: ExtractorFactory;
   /** Request fields that cap the output tokens, in the order the API documents them. */
   maxOutputFields: readonly string[];
+  /** The request field asking for several choices, each written up to the output limit (Chat Completions' `n`). */
+  choicesField?: string;
   /** Chat Completions alone can be asked to report usage in a stream (stream_options.include_usage). */
   streamUsageOption: boolean;
 }
@@ -37,6 +39,7 @@ const ROUTES: ReadonlyMap<string, Route> = new Map([
       operation: 'chat',
       extractor: extractors.chat_completions,
       maxOutputFields: ['max_completion_tokens', 'max_tokens'],
+      choicesField: 'n',
       streamUsageOption: true,
     },
   ],
