@@ -203,12 +203,11 @@ export class MeteredRequest {
     // Billable only when final: the body's terminal event passed and both totals are there.
     // Anything less — a stream cut before its end (Anthropic's output count so far is a
     // placeholder), a count the provider sent mangled — settles at the reservation: a partial
-    // count would bill less than the provider charged.
-    const usageSource: UsageSource =
-      state?.terminal !== undefined && usage?.inputTokens !== undefined && usage.outputTokens !== undefined
-        ? 'reported'
-        : 'missing';
-    const cost = usageSource === 'reported' ? costOf(usage!, init.price) : undefined;
+    // count would bill less than the provider charged. So do counts whose cost is beyond what
+    // money can be here (2^53 micro-credits): costOf refuses them, as settlement would.
+    const final = state?.terminal !== undefined && usage?.inputTokens !== undefined && usage.outputTokens !== undefined;
+    const cost = final ? billableCost(usage!, init.price) : undefined;
+    const usageSource: UsageSource = cost !== undefined ? 'reported' : 'missing';
     const record: OutcomeRecord = {
       reservationId: init.reservationId,
       accountId: init.accountId,
@@ -254,6 +253,16 @@ export class MeteredRequest {
 
   private labels() {
     return { provider: this.init.route.provider, model: this.init.modelLabel };
+  }
+}
+
+/** costOf, or undefined when the cost passes Number.MAX_SAFE_INTEGER micro-credits. */
+function billableCost(usage: Usage, price: ModelPrice): number | undefined {
+  try {
+    return costOf(usage, price);
+  } catch (error) {
+    if (error instanceof RangeError) return undefined;
+    throw error;
   }
 }
 

@@ -9,6 +9,7 @@ import net from 'node:net';
 import { gzipSync } from 'node:zlib';
 import { startGateway, type TestGateway } from '../support/gateway.js';
 import { post, sha256 } from '../support/http.js';
+import { parsePricing } from '../../plugin/pricing.js';
 import { TEST_PRICING } from '../support/pricing.js';
 import { chatStream, responsesObject, responsesStream, SSE_HEADERS } from '../support/provider-streams.js';
 import { startUpstream, type Upstream } from '../support/upstream.js';
@@ -134,6 +135,25 @@ describe('hostile input', function () {
         expect(record.cost).to.equal(undefined);
       });
     }
+
+    it('counts that cost more than money can be here (2^53 µcr): the reservation is charged, the gateway does not crash', async () => {
+      // 10^12 output tokens (believable as a count) × 9 × 10^12 µcr per 1M = 9 × 10^18 µcr.
+      const pricing = parsePricing({ models: { steep: { input: 1, output: 9_000_000 } } }, 'steep');
+      const local = await startGateway(upstream.url, 5, { pricing });
+      try {
+        const rich = await local.account('rich', 1_000_000_000_000);
+        upstream.reply({ headers: SSE_HEADERS, chunks: [responsesStream('x', { input: 10, output: 1e12 })] });
+        const res = await post(`${local.url}/v1/responses`, JSON.stringify({ model: 'steep', input: 'hi', stream: true, max_output_tokens: 1 }), {
+          authorization: `Bearer ${rich}`,
+        });
+        expect(res.status).to.equal(200);
+        const [record] = await local.waitForOutcomes(1);
+        expect(record!.usageSource).to.equal('missing');
+        expect(record!.cost).to.equal(undefined);
+      } finally {
+        await local.close();
+      }
+    });
 
     it('a JSON body under an SSE content type: bytes pass, no usage, counted as missing', async () => {
       const body = Buffer.from(JSON.stringify(responsesObject('x', { input: 3, output: 4 })));
