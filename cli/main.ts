@@ -31,7 +31,7 @@ Commands:
             env: OPENAI_API_KEY, ANTHROPIC_API_KEY, DATABASE_URL, TOLLGATE_OTLP_TOKEN,
                  TOLLGATE_SPAN_SIGNING_KEY (ID:SECRET: signs billing spans for settlement)
   settle    Run the settlement processor alone (POST /v1/traces, GET /metrics)
-            --port 4318 --host 127.0.0.1 --ledger URL|DIR --pricing FILE (repeatable)
+            --port 4318 --host 127.0.0.1 --ledger URL|DIR --pricing FILE (repeatable; the built-in table is always known)
             --overrun-policy cap|charge --sweep-interval SECONDS (10)
             env: TOLLGATE_SETTLEMENT_TOKENS (comma-separated; required), DATABASE_URL,
                  TOLLGATE_SPAN_SIGNING_KEYS (ID:SECRET,…: spans must be signed with one of them)
@@ -101,7 +101,9 @@ async function settle(argv: string[]): Promise<void> {
   const listenPort = port('port', values.port)!;
   const sweepSeconds = seconds('sweep-interval', values['sweep-interval']);
   const signingKeys = parseSigningKeys(process.env.TOLLGATE_SPAN_SIGNING_KEYS ?? '', 'TOLLGATE_SPAN_SIGNING_KEYS');
-  const pricing = values.pricing!.length > 0 ? await Promise.all(values.pricing!.map(loadPricing)) : [defaultPricing()];
+  // The built-in table too, whatever the files: a gateway started without --pricing reserves with
+  // it, and no file names it. A span is priced only by the table of its own version.
+  const pricing = [...(await Promise.all(values.pricing!.map(loadPricing))), defaultPricing()];
   const ledger = await openLedger(values.ledger ?? (process.env.DATABASE_URL || DEFAULT_LEDGER_DIR));
   if (signingKeys.length === 0) {
     console.warn('tollgate settle: TOLLGATE_SPAN_SIGNING_KEYS is not set: billing spans are accepted unsigned');

@@ -10,6 +10,7 @@ import Anthropic from '@anthropic-ai/sdk';
 import pg from 'pg';
 import { parseServeArgs, startGatewayServer, type RunningGateway } from '../../cli/serve.js';
 import { openLedger } from '../../ledger/index.js';
+import { defaultPricing } from '../../plugin/default-pricing.js';
 import { exportSpans, billingAttributes } from '../collector/helpers.js';
 import { createSchema, DATABASE_URL } from '../ledger/databases.js';
 import { TEST_PRICING, writeTestPricingFile } from '../support/pricing.js';
@@ -198,6 +199,24 @@ describe('end to end: SDK → gateway → settlement → ledger', function () {
       try {
         await waitUntilSettled(ledger);
         await checkBalances(ledger, expectations, INITIAL);
+      } finally {
+        await ledger.close();
+      }
+    });
+
+    it('settle with --pricing files still knows the built-in table, for gateways started without --pricing', async () => {
+      const ledger = await openLedger(ledgerUrl);
+      try {
+        await ledger.createAccount('builtin', INITIAL);
+        const reservation = { reservationId: `builtin-${Date.now()}`, accountId: 'builtin', amount: 100_000, pricingVersion: defaultPricing().version };
+        expect(await ledger.reserve({ ...reservation, ttlSeconds: 600, provider: 'openai', model: 'gpt-4o' })).to.include({ ok: true });
+        const settle = await startTollgate('settle', ['--port', '0', '--ledger', ledgerUrl, '--pricing', writeTestPricingFile()], {
+          env: { TOLLGATE_SETTLEMENT_TOKENS: 'builtin-token' },
+        });
+        children.push(settle);
+        await exportSpans(`${settle.url}/v1/traces`, 'protobuf', [billingAttributes(reservation)], { token: 'builtin-token' });
+        // gpt-4o in the built-in table: 1000 input × 2.5 + 200 output × 10 = 4,500 µcr
+        expect(await ledger.account('builtin')).to.deep.include({ balance: INITIAL - 4_500, held: 0 });
       } finally {
         await ledger.close();
       }
