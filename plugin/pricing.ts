@@ -15,8 +15,9 @@
  *   whole micro-credit per 1M tokens (a pico-credit per token), so a price never shrinks and a
  *   sub-pico price never becomes free. Only entries priced per token (both
  *   `input_cost_per_token` and `output_cost_per_token`) are kept; image, audio and per-query
- *   entries are skipped. An output limit of 0 (LiteLLM's "not known") is no limit. Tiered fields (`*_above_200k_tokens`), batch, flex and priority prices
- *   are not read: supply your own table if you sell those.
+ *   entries are skipped. An output limit of 0 (LiteLLM's "not known") is no limit. Tiered
+ *   fields (`*_above_200k_tokens`), batch, flex and priority prices are not read: supply your
+ *   own table if you sell those.
  *
  * Inside, every price is an INTEGER number of micro-credits per 1,000,000 tokens (equivalently
  * pico-credits per token), so that costs are computed exactly (see `costOf`).
