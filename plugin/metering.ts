@@ -183,7 +183,7 @@ export class MeteredRequest {
     if (this.decided || !this.clientClosed || !this.upstreamClosed) return;
     this.decided = true;
     clearTimeout(this.idleTimer);
-    const drained = this.side?.end() ?? Promise.resolve();
+    const drained = this.side?.end(this.upstreamResponse?.complete !== true) ?? Promise.resolve();
     void drained.then(() => this.finish());
   }
 

@@ -22,8 +22,11 @@ const EXPANSION_ALLOWANCE = 1024 * 1024;
 
 export interface SideChannel {
   write(chunk: Buffer): void;
-  /** Resolves once the extractor has seen everything written (decoding is asynchronous). */
-  end(): Promise<void>;
+  /**
+   * Resolves once the extractor has seen everything written (decoding is asynchronous). `cut`:
+   * the body stopped before its end (the client left, the upstream broke).
+   */
+  end(cut: boolean): Promise<void>;
   /** True when the body could not be decoded: the usage is then missing. */
   readonly failed: boolean;
 }
@@ -76,6 +79,7 @@ function decoded(extractor: UsageExtractor, decoder: Transform): SideChannel {
   let compressed = 0;
   let expanded = 0;
   let failed = false;
+  let cut = false;
   const done = new Promise<void>((resolve) => {
     decoder.on('data', (chunk: Buffer) => {
       expanded += chunk.length;
@@ -86,8 +90,10 @@ function decoded(extractor: UsageExtractor, decoder: Transform): SideChannel {
       }
       extractor.feed(chunk);
     });
-    decoder.on('error', () => {
-      failed = true;
+    decoder.on('error', (error: NodeJS.ErrnoException) => {
+      // A body cut short stops in the middle of its compressed data: zlib reports the missing
+      // end (Z_BUF_ERROR, "unexpected end of file"), but what came before was decoded.
+      if (!(cut && error.code === 'Z_BUF_ERROR')) failed = true;
     });
     decoder.on('close', () => {
       extractor.end();
@@ -103,7 +109,8 @@ function decoded(extractor: UsageExtractor, decoder: Transform): SideChannel {
       compressed += chunk.length;
       decoder.write(chunk);
     },
-    end: () => {
+    end: (bodyCut) => {
+      cut = bodyCut;
       if (!decoder.destroyed) decoder.end();
       return done;
     },

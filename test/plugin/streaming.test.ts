@@ -7,7 +7,7 @@ import { expect } from 'chai';
 import Anthropic from '@anthropic-ai/sdk';
 import OpenAI from 'openai';
 import http from 'node:http';
-import { gzipSync } from 'node:zlib';
+import { createGzip, gzipSync } from 'node:zlib';
 import {
   ATTR_GEN_AI_PROVIDER_NAME,
   ATTR_GEN_AI_REQUEST_MODEL,
@@ -277,6 +277,40 @@ for (const major of EXPRESS_MAJORS) {
       expect(sha256(raw.body)).to.equal(sha256(compressed));
       const [record] = await gateway.waitForOutcomes(1);
       expect(record!.usage).to.include({ inputTokens: 40, outputTokens: 20 });
+    });
+
+    it('a client that leaves a gzip-compressed stream after its terminal event (Codex) counts no parse error', async () => {
+      // The upstream flushes the whole stream, then keeps it open: the client leaves in between,
+      // so the gzip data stops before its end, as every stream cut short does.
+      const gzip = createGzip();
+      const parts: Buffer[] = [];
+      gzip.on('data', (part: Buffer) => parts.push(part));
+      gzip.write(responsesStream(TEXT, { input: 40, output: 20 }));
+      await new Promise<void>((resolve) => gzip.flush(() => resolve()));
+      const flushed = Buffer.concat(parts.splice(0));
+      gzip.end(': trailing\n\n');
+      await new Promise((resolve) => gzip.on('end', resolve));
+      upstream.reply({ headers: { ...SSE_HEADERS, 'content-encoding': 'gzip' }, chunks: [flushed, Buffer.concat(parts)], delayMs: 300 });
+      const before = await counter(gateway, 'tollgate_usage_parse_errors_total', { provider: 'openai' });
+      await new Promise<void>((resolve, reject) => {
+        const req = http.request(`${gateway.url}/v1/responses`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', 'accept-encoding': 'gzip' },
+        });
+        req.on('response', (res) =>
+          res.once('data', () =>
+            setTimeout(() => {
+              req.destroy();
+              resolve();
+            }, 100),
+          ),
+        );
+        req.on('error', reject);
+        req.end(JSON.stringify({ model: 'gpt-4.1', input: 'hi', stream: true }));
+      });
+      const [record] = await gateway.waitForOutcomes(1);
+      expect(record).to.deep.include({ outcome: 'completed', usageSource: 'reported' });
+      expect(await counter(gateway, 'tollgate_usage_parse_errors_total', { provider: 'openai' })).to.equal(before);
     });
 
     it('reuses upstream connections (keep-alive agent)', async () => {
