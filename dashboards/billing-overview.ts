@@ -195,7 +195,9 @@ const rejectionsRow = {
         {
           expr: ratio(
             sumRate(selector(METRIC_RESERVATION_REJECTIONS, [is('reason', 'insufficient_credits')])),
-            `(${sumRate(selector(METRIC_REQUESTS, [METERED]))} + ${sumRate(METRIC_RESERVATION_REJECTIONS)})`,
+            // Metered counts as 0 when no gateway has a metered series (all restarted, every
+            // request refused since), as in tollgate:insufficient_credits_ratio:rate5m.
+            `((${sumRate(selector(METRIC_REQUESTS, [METERED]))} or vector(0)) + ${sumRate(METRIC_RESERVATION_REJECTIONS)})`,
           ),
           legend: '402 share',
         },
