@@ -7,6 +7,7 @@
  */
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { SettlementOutcome } from '../ledger/types.js';
+import { creditCounter } from '../plugin/metrics.js';
 import {
   METRIC_OPEN_RESERVATIONS,
   METRIC_OVERRUN_CREDITS,
@@ -54,13 +55,12 @@ function createSettlementMetrics(registry: Registry): SettlementMetrics {
     labelNames: ['result'] as const,
     registers,
   });
-  const settled = creditCounter(METRIC_SETTLED_CREDITS, 'Credits charged by settlements from spans.', registers);
-  const released = creditCounter(METRIC_RELEASED_CREDITS, 'Reserved credits released by settlements from spans.', registers);
-  const overrun = creditCounter(
-    METRIC_OVERRUN_CREDITS,
-    'Cost above the reservation, recorded under either over-run policy (charged only under "charge").',
-    registers,
-  );
+  const settled = creditCounter(registry, { name: METRIC_SETTLED_CREDITS, help: 'Credits charged by settlements from spans.' });
+  const released = creditCounter(registry, { name: METRIC_RELEASED_CREDITS, help: 'Reserved credits released by settlements from spans.' });
+  const overrun = creditCounter(registry, {
+    name: METRIC_OVERRUN_CREDITS,
+    help: 'Cost above the reservation, recorded under either over-run policy (charged only under "charge").',
+  });
   const lag = new Histogram({
     name: METRIC_SETTLEMENT_LAG,
     help: 'Seconds from a billing span ending to its settlement committing.',
@@ -81,27 +81,12 @@ function createSettlementMetrics(registry: Registry): SettlementMetrics {
       settlements.inc({ result: outcome.result });
       // A duplicate changed nothing; unknown and mismatched reservations charged nothing.
       if (outcome.result === 'settled' || outcome.result === 'corrected') {
-        settled.add(outcome.charged);
-        released.add(outcome.released);
-        overrun.add(outcome.overrun);
+        settled.add({}, outcome.charged);
+        released.add({}, outcome.released);
+        overrun.add({}, outcome.overrun);
       }
     },
     observeLag: (seconds) => lag.observe(seconds),
     setOpenReservations: (count) => open.set(count),
   };
-}
-
-/** A counter in credits over an exact integer total of micro-credits. */
-function creditCounter(name: string, help: string, registers: Registry[]): { add(micro: number): void } {
-  let micro = 0;
-  new Counter({
-    name,
-    help,
-    registers,
-    collect() {
-      this.reset();
-      this.inc(micro / 1e6);
-    },
-  });
-  return { add: (amount) => void (micro += amount) };
 }

@@ -46,8 +46,6 @@ const TOKEN_FIELDS: Record<TokenType, keyof Usage> = {
   reasoning: 'reasoningOutputTokens',
 };
 
-const MICRO = 1_000_000;
-
 export class MeteredRequest {
   private readonly span: BillingSpan | undefined;
   private status: number | undefined;
@@ -89,7 +87,7 @@ export class MeteredRequest {
       startTime: performance.timeOrigin + init.arrivedAt,
     });
     telemetry.guard(() =>
-      telemetry.metrics.reservedCredits.inc(this.labels(), init.amount / MICRO),
+      telemetry.metrics.reservedCredits.add(this.labels(), init.amount),
     );
     this.done = new Promise((resolve) => (this.resolveDone = resolve));
     this.lastActivity = init.arrivedAt;
@@ -231,7 +229,7 @@ export class MeteredRequest {
       );
       if (state?.parseErrors || this.side?.failed) metrics.parseErrors.inc({ provider: labels.provider });
       if (cost !== undefined) {
-        metrics.costCredits.inc(labels, cost / MICRO);
+        metrics.costCredits.add(labels, cost);
         if (cost > init.amount) metrics.overruns.inc(labels);
         for (const type of TOKEN_TYPES) {
           const tokens = usage![TOKEN_FIELDS[type]];

@@ -2,7 +2,8 @@
  * The gateway's Prometheus metrics (DESIGN.md), registered on the registry the application gives.
  * No account or key label: per-account views come from the ledger.
  */
-import { Counter, Histogram, type CounterConfiguration, type HistogramConfiguration, type Registry } from 'prom-client';
+import { Counter, Histogram, type CounterConfiguration, type HistogramConfiguration, type LabelValues, type Registry } from 'prom-client';
+import { MICROS_PER_CREDIT } from '../ledger/money.js';
 import {
   METRIC_COST_CREDITS,
   METRIC_OVERRUNS,
@@ -40,17 +41,15 @@ export function createGatewayMetrics(registry: Registry) {
       labelNames: ['provider', 'model', 'outcome'] as const,
       registers,
     }),
-    reservedCredits: counter({
+    reservedCredits: creditCounter(registry, {
       name: METRIC_RESERVED_CREDITS,
       help: 'Credits reserved before forwarding.',
       labelNames: ['provider', 'model'] as const,
-      registers,
     }),
-    costCredits: counter({
+    costCredits: creditCounter(registry, {
       name: METRIC_COST_CREDITS,
       help: 'Credits the reported usage costs under the gateway pricing table.',
       labelNames: ['provider', 'model'] as const,
-      registers,
     }),
     usageTokens: counter({
       name: METRIC_USAGE_TOKENS,
@@ -117,4 +116,48 @@ export function createGatewayMetrics(registry: Registry) {
   // that first one: start the series of known label values at 0 so the first 402 shows.
   for (const reason of REJECTION_REASONS) metrics.rejections.inc({ reason }, 0);
   return metrics;
+}
+
+/** A counter in credits that is given micro-credits: see creditCounter. */
+export interface CreditCounter<L extends string> {
+  /** Adds `micro` micro-credits (a safe integer) under `labels`. */
+  add(labels: LabelValues<L>, micro: number): void;
+}
+
+const creditCounters = new WeakMap<Counter<string>, CreditCounter<string>>();
+
+/**
+ * A counter in credits, so that Prometheus shows credits, over exact integer totals of
+ * micro-credits per label set, converted once, when scraped: money is never accumulated in
+ * floating point (DESIGN.md; 10 × 0.0026 added up as floats is 0.025999999999999995). The same
+ * counter again for a registry that has it, as several tollgate() instances may share one.
+ */
+export function creditCounter<L extends string = never>(
+  registry: Registry,
+  config: { name: string; help: string; labelNames?: readonly L[] },
+): CreditCounter<L> {
+  const existing = registry.getSingleMetric(config.name) as Counter<L> | undefined;
+  const shared = existing && creditCounters.get(existing as Counter<string>);
+  if (shared) return shared as CreditCounter<L>;
+  const labelNames = config.labelNames ?? [];
+  const totals = new Map<string, { labels: LabelValues<L>; micro: number }>();
+  const counter = new Counter<L>({
+    ...config,
+    labelNames,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const { labels, micro } of totals.values()) this.inc(labels, micro / MICROS_PER_CREDIT);
+    },
+  });
+  const credits: CreditCounter<L> = {
+    add(labels, micro) {
+      const key = JSON.stringify(labelNames.map((name) => labels[name]));
+      const total = totals.get(key);
+      if (total === undefined) totals.set(key, { labels: { ...labels }, micro });
+      else total.micro += micro;
+    },
+  };
+  creditCounters.set(counter as Counter<string>, credits as CreditCounter<string>);
+  return credits;
 }

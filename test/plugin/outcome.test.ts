@@ -136,3 +136,39 @@ describe('exactly one outcome per request', function () {
     expect(record!.usage?.inputTokens).to.equal(500);
   });
 });
+
+describe('credit counters', function () {
+  this.timeout(60_000);
+  let upstream: Upstream;
+  let gateway: TestGateway;
+
+  before(async () => {
+    upstream = await startUpstream();
+    gateway = await startGateway(upstream.url, 5, { pricing: TEST_PRICING });
+  });
+  after(async () => {
+    await gateway.close();
+    await upstream.close();
+  });
+
+  async function counter(name: string): Promise<number> {
+    const metric = await gateway.registry.getSingleMetric(name)!.get();
+    return metric.values.reduce((sum, value) => sum + value.value, 0);
+  }
+
+  it('are the exact totals of the micro-credit amounts, not a floating-point running sum (DESIGN.md: Money)', async () => {
+    const key = await gateway.account('counted', 1_000_000_000);
+    const { path, model, body } = APIS.responses;
+    for (let i = 0; i < 10; i++) {
+      upstream.reply({ headers: SSE_HEADERS, chunks: [body] });
+      await request(`${gateway.url}${path}`, key, model, undefined);
+    }
+    const records = await gateway.waitForOutcomes(10);
+    // 500 input × 2 + 200 output × 8 = 2,600 µcr each: 10 × 0.0026 credits added one by one in
+    // floating point is 0.025999999999999995, not 0.026.
+    expect(records.map((record) => record.cost)).to.deep.equal(Array(10).fill(2600));
+    const micro = (amounts: number[]) => amounts.reduce((sum, amount) => sum + amount, 0) / 1e6;
+    expect(await counter('tollgate_cost_credits_total')).to.equal(micro(records.map((record) => record.cost!)));
+    expect(await counter('tollgate_reserved_credits_total')).to.equal(micro(records.map((record) => record.reserved)));
+  });
+});
