@@ -240,7 +240,7 @@ async function admit(
     return new Rejection('unpriced_model', 'unpriced_model', `model ${JSON.stringify(model)} has no price`);
   }
   if (settings.chatUsage === 'inject' && route.streamUsageOption && fields.stream === true) {
-    body = withStreamUsage(fields) ?? body;
+    body = withStreamUsage(body, fields) ?? body;
   }
 
   let estimate;
@@ -323,12 +323,23 @@ function ledgerUnavailable(error: unknown, body?: BodyResult): Rejection {
   );
 }
 
+const INCLUDE_USAGE_MEMBER = Buffer.from(',"stream_options":{"include_usage":true}');
+const CLOSING_BRACE = 0x7d;
+
 /**
- * chatUsage 'inject': ask for the final usage chunk. This re-serialises the body (key order is
- * kept, whitespace is not) — the documented exception to forwarding the body byte for byte.
+ * chatUsage 'inject': ask for the final usage chunk — the documented exception to forwarding the
+ * body byte for byte. A request without stream_options (the usual one) gets the member appended
+ * and keeps every other byte; one with stream_options null or without include_usage is
+ * re-serialised (key order kept, whitespace not, integers past 2^53 rounded as JSON.parse read them).
  */
-function withStreamUsage(fields: Record<string, unknown>): Buffer | undefined {
+function withStreamUsage(raw: Buffer, fields: Record<string, unknown>): Buffer | undefined {
   const streamOptions = fields.stream_options;
+  if (streamOptions === undefined) {
+    // JSON.parse took the body for a non-empty object (it has a model): only whitespace can
+    // follow its closing brace, so the last brace closes it.
+    const end = raw.lastIndexOf(CLOSING_BRACE);
+    return Buffer.concat([raw.subarray(0, end), INCLUDE_USAGE_MEMBER, raw.subarray(end)]);
+  }
   if (typeof streamOptions === 'object' && streamOptions !== null && 'include_usage' in streamOptions) return undefined;
   const options = typeof streamOptions === 'object' && streamOptions !== null ? streamOptions : {};
   return Buffer.from(JSON.stringify({ ...fields, stream_options: { ...options, include_usage: true } }));

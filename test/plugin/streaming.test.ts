@@ -325,3 +325,52 @@ for (const major of EXPRESS_MAJORS) {
     });
   });
 }
+
+describe("chatUsage 'inject'", function () {
+  let upstream: Upstream;
+  let gateway: TestGateway;
+  let key: string;
+
+  before(async () => {
+    upstream = await startUpstream();
+    gateway = await startGateway(upstream.url, 5, { pricing: TEST_PRICING, chatUsage: 'inject' });
+    key = await gateway.account('alice', 100_000_000);
+  });
+  after(async () => {
+    await gateway.close();
+    await upstream.close();
+  });
+  beforeEach(() => {
+    gateway.outcomes.length = 0;
+    upstream.received.length = 0;
+  });
+
+  it('appends stream_options to a request without it, every other byte as sent (a seed past 2^53 included), and bills the usage', async () => {
+    const body = chatStream(TEXT, { input: 800, cached: 200, output: 120 });
+    upstream.reply({ headers: SSE_HEADERS, chunks: splitRandomly(body, 11, 30) });
+    const sent = '{ "model": "gpt-4o-mini",\n  "seed": 12345678901234567891, "messages": [{"role": "user", "content": "hi"}], "stream": true }\n';
+    const raw = await post(`${gateway.url}/v1/chat/completions`, sent, { authorization: `Bearer ${key}` });
+    expect(sha256(raw.body)).to.equal(sha256(body));
+    expect(upstream.received[0]!.body.toString()).to.equal(
+      '{ "model": "gpt-4o-mini",\n  "seed": 12345678901234567891, "messages": [{"role": "user", "content": "hi"}], "stream": true ,"stream_options":{"include_usage":true}}\n',
+    );
+    const [record] = await gateway.waitForOutcomes(1);
+    expect(record).to.deep.include({ outcome: 'completed', usageSource: 'reported', cost: 177 });
+  });
+
+  it("re-serialises a request whose stream_options lacks include_usage, keeping the client's own options", async () => {
+    upstream.reply({ headers: SSE_HEADERS, chunks: [chatStream(TEXT, { input: 800, cached: 200, output: 120 })] });
+    for (const streamOptions of [null, { include_obfuscation: false }]) {
+      upstream.received.length = 0;
+      const sent = JSON.stringify({ model: 'gpt-4o-mini', messages: [], stream: true, stream_options: streamOptions });
+      await post(`${gateway.url}/v1/chat/completions`, sent, { authorization: `Bearer ${key}` });
+      expect(JSON.parse(upstream.received[0]!.body.toString())).to.deep.equal({
+        model: 'gpt-4o-mini',
+        messages: [],
+        stream: true,
+        stream_options: { ...streamOptions, include_usage: true },
+      });
+    }
+    await gateway.waitForOutcomes(2);
+  });
+});
