@@ -14,8 +14,9 @@
  * - gateway: every replica of the Express app serving `tollgate()` metrics on /metrics.
  * - settlement: every settlement processor replica. In the embedded default it is the gateway's
  *   own process: scrape that /metrics twice and relabel — keep only the settlement metrics
- *   (tollgate_settle*, tollgate_open_reservations) under this job and drop them from the gateway
- *   job. Scraping it unchanged under both jobs would double every sum() without a job filter.
+ *   (tollgate_settle*, tollgate_released_credits_total, tollgate_overrun_credits_total,
+ *   tollgate_open_reservations: collector/metrics.ts) under this job and drop them from the
+ *   gateway job. Scraping it unchanged under both jobs would double every sum() without a job filter.
  * - collector: the OpenTelemetry Collector's internal telemetry (port 8888 by default); optional,
  *   the Collector panels stay empty without it.
  */
