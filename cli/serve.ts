@@ -92,6 +92,15 @@ function upstreamUrl(flag: string, value: string | undefined): string | undefine
   return value;
 }
 
+/**
+ * Where billing spans go. Checked here: `collector:4318` parses as a URL of scheme `collector:`,
+ * and the server started, then dropped every span (each request settled at its reservation).
+ */
+function otlpEndpoint(value: string | undefined): string | undefined {
+  if (value === undefined || (URL.canParse(value) && ['http:', 'https:'].includes(new URL(value).protocol))) return value;
+  throw new UsageError(`--otlp-endpoint must be an http(s) URL, got ${JSON.stringify(value)}`);
+}
+
 function oneOf<T extends string>(flag: string, value: string | undefined, allowed: readonly T[], fallback: T): T {
   if (value === undefined) return fallback;
   if (!(allowed as readonly string[]).includes(value)) {
@@ -157,7 +166,7 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv): ServeCon
     pricingFile: values.pricing,
     accounts: distinctSeeds(values.account!.map(seedAccount)),
     ledger: values.ledger ?? (env.DATABASE_URL || DEFAULT_LEDGER_DIR),
-    otlpEndpoint: values['otlp-endpoint'],
+    otlpEndpoint: otlpEndpoint(values['otlp-endpoint']),
     otlpToken: env.TOLLGATE_OTLP_TOKEN || undefined,
     otlpTimeoutSeconds: seconds('otlp-timeout', values['otlp-timeout']),
     spanSigningKey: env.TOLLGATE_SPAN_SIGNING_KEY ? parseSigningKeys(env.TOLLGATE_SPAN_SIGNING_KEY, 'TOLLGATE_SPAN_SIGNING_KEY')[0] : undefined,

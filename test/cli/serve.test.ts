@@ -9,7 +9,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseServeArgs, startGatewayServer } from '../../cli/serve.js';
+import { parseServeArgs, startGatewayServer, UsageError } from '../../cli/serve.js';
 import { tracesUrl } from '../../cli/tracing.js';
 import { openLedger } from '../../ledger/index.js';
 import { post } from '../support/http.js';
@@ -80,6 +80,11 @@ describe('tollgate serve', function () {
     expect(tracesUrl('http://collector:4318/')).to.equal('http://collector:4318/v1/traces');
     expect(tracesUrl('http://collector:4318/v1/traces')).to.equal('http://collector:4318/v1/traces');
     expect(tracesUrl('https://example.test/custom/path')).to.equal('https://example.test/custom/path');
+    // Refused before anything starts: the first parsed as a URL of scheme `collector:` (the server
+    // started and dropped every billing span), the second ended in a stack trace.
+    for (const endpoint of ['collector:4318', '127.0.0.1:4318']) {
+      expect(() => parseServeArgs(['--otlp-endpoint', endpoint], {})).to.throw(UsageError, `--otlp-endpoint must be an http(s) URL, got "${endpoint}"`);
+    }
   });
 
   it('counts and logs billing spans it could not deliver; serves /metrics on --metrics-port', async () => {
