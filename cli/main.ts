@@ -74,9 +74,10 @@ async function serve(argv: string[]): Promise<void> {
   metrics:    ${gateway.metricsUrl}
 
 Next:
-  1. Give a client an account and a key, e.g. restart with
-       npm start -- --account alice:tg-alice-key:10
-     (or stop the server and run: npx tollgate accounts create alice --credits 10 && npx tollgate keys create alice)
+  1. Give a client an account and a key, e.g. restart with (plus the options you gave)
+       npx tollgate serve --account alice:tg-alice-key:10
+     (or stop the server, run npx tollgate accounts create alice --credits 10 && npx tollgate keys create alice,
+     start it again and use the key printed instead of tg-alice-key below)
   2. Point an SDK at the gateway with that key:
        OPENAI_BASE_URL=${base}/v1 OPENAI_API_KEY=tg-alice-key node your-app.js
        ANTHROPIC_BASE_URL=${base} ANTHROPIC_API_KEY=tg-alice-key claude
