@@ -1,7 +1,8 @@
-import type { Ledger, LedgerOptions } from './types.js';
+import type { LedgerOptions } from './types.js';
 import { invalidArgument } from './errors.js';
 import { openPgliteLedger } from './pglite.js';
 import { openPostgresLedger } from './postgres.js';
+import type { SqlLedger } from './sql-ledger.js';
 
 export type * from './types.js';
 export { LedgerError, type LedgerErrorCode } from './errors.js';
@@ -15,9 +16,9 @@ export { type AuditFinding, SqlLedger } from './sql-ledger.js';
  * Opens a ledger and brings its schema up to date. `url`: `postgres://…` or `postgresql://…` for
  * PostgreSQL (a pool of 10 connections); anything else is an embedded PGlite ledger — a data
  * directory, `file://DIRECTORY`, or `memory://` for one that lasts as long as the process.
- * `options`: see LedgerOptions.
+ * `options`: see LedgerOptions. Both are a SqlLedger: a Ledger, plus reserveStats() and audit().
  */
-export async function openLedger(url: string, options: LedgerOptions = {}): Promise<Ledger> {
+export async function openLedger(url: string, options: LedgerOptions = {}): Promise<SqlLedger> {
   if (typeof url !== 'string' || url.trim() === '') {
     throw invalidArgument('url', url, 'a postgres:// URL, a PGlite data directory or memory://');
   }

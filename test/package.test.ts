@@ -141,6 +141,8 @@ const options: TollgateOptions = {
 express().use(tollgate(options));
 export const cost: number | undefined = seen[0]?.cost;
 export const outcome: 'completed' | 'incomplete' | 'failed' | 'cancelled' | 'upstream_error' | undefined = seen[0]?.outcome;
+// The README's group commit counters, on the ledger openLedger() gives.
+export const groups: number = (await openLedger('memory://', { maxReserveBatch: 64 })).reserveStats().statements;
 
 // @ts-expect-error an option the middleware does not have
 export const wrong: TollgateOptions = { ledger, notAnOption: true };
