@@ -95,7 +95,11 @@ async function settle(argv: string[]): Promise<void> {
       'overrun-policy': { type: 'string', default: 'cap' },
       'sweep-interval': { type: 'string', default: '10' },
     });
-  const tokens = (process.env.TOLLGATE_SETTLEMENT_TOKENS ?? '').split(',').filter((token) => token !== '');
+  // "tok1, tok2" is two tokens, the second without its space.
+  const tokens = (process.env.TOLLGATE_SETTLEMENT_TOKENS ?? '')
+    .split(',')
+    .map((token) => token.trim())
+    .filter((token) => token !== '');
   if (tokens.length === 0) throw new UsageError('TOLLGATE_SETTLEMENT_TOKENS must name at least one bearer token');
   const policy = values['overrun-policy'];
   if (policy !== 'cap' && policy !== 'charge') throw new UsageError(`--overrun-policy must be cap or charge, got ${JSON.stringify(policy)}`);

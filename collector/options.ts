@@ -98,8 +98,9 @@ export function parseServerOptions(options: SettlementServerOptions): ResolvedSe
   const auth = options.auth ?? 'bearer';
   if (auth !== 'bearer' && auth !== 'none') throw new SettlementOptionError('auth', auth, "'bearer' or 'none'");
   const tokens = options.tokens ?? [];
-  if (!Array.isArray(tokens) || tokens.some((token) => typeof token !== 'string' || token === '')) {
-    throw new SettlementOptionError('tokens', tokens, 'an array of non-empty strings');
+  // A bearer header carries no whitespace in its token: such a token would refuse its sender forever.
+  if (!Array.isArray(tokens) || tokens.some((token) => typeof token !== 'string' || !/^\S+$/.test(token))) {
+    throw new SettlementOptionError('tokens', tokens, 'an array of non-empty strings without whitespace');
   }
   if (auth === 'bearer' && tokens.length === 0) {
     throw new SettlementOptionError('tokens', tokens, "at least one token (or auth: 'none', on loopback only)");

@@ -364,6 +364,8 @@ describe('collector: settlement endpoint', function () {
     const cases: Array<[string, Partial<SettlementServerOptions>, RegExp]> = [
       ['no tokens', { tokens: [] }, /option tokens must be at least one token/],
       ['an empty token', { tokens: [''] }, /option tokens must be an array of non-empty strings/],
+      // A bearer header's token has no whitespace: this one refused its Collector with 401 forever.
+      ['a token with a space', { tokens: ['tok1', ' tok2'] }, /option tokens must be an array of non-empty strings without whitespace, got an array of 2/],
       ['tokens with auth none', { auth: 'none' }, /option tokens must be empty with auth 'none'/],
       ['a bad auth', { auth: 'basic' as never }, /option auth must be 'bearer' or 'none', got "basic"/],
       ['a bad policy', { overrunPolicy: 'maybe' as never }, /option overrunPolicy must be 'cap' or 'charge', got "maybe"/],
