@@ -26,11 +26,11 @@ export interface DemoOptions {
 
 export function parseDemoArgs(argv: string[]): DemoOptions {
   const { values } = parseCommandLine(argv, {
-      requests: { type: 'string', default: '300' },
-      seed: { type: 'string', default: '1' },
-      concurrency: { type: 'string', default: '8' },
-      json: { type: 'boolean', default: false },
-    });
+    requests: { type: 'string', default: '300' },
+    seed: { type: 'string', default: '1' },
+    concurrency: { type: 'string', default: '8' },
+    json: { type: 'boolean', default: false },
+  });
   const positive = (flag: string, value: string) => {
     if (!/^[1-9]\d*$/.test(value)) throw new UsageError(`--${flag} must be a positive integer, got ${JSON.stringify(value)}\n${DEMO_USAGE}`);
     return Number(value);

@@ -88,13 +88,13 @@ Next:
 
 async function settle(argv: string[]): Promise<void> {
   const { values } = parseCommandLine(argv, {
-      port: { type: 'string', default: '4318' },
-      host: { type: 'string', default: '127.0.0.1' },
-      ledger: { type: 'string' },
-      pricing: { type: 'string', multiple: true, default: [] },
-      'overrun-policy': { type: 'string', default: 'cap' },
-      'sweep-interval': { type: 'string', default: '10' },
-    });
+    port: { type: 'string', default: '4318' },
+    host: { type: 'string', default: '127.0.0.1' },
+    ledger: { type: 'string' },
+    pricing: { type: 'string', multiple: true, default: [] },
+    'overrun-policy': { type: 'string', default: 'cap' },
+    'sweep-interval': { type: 'string', default: '10' },
+  });
   // "tok1, tok2" is two tokens, the second without its space.
   const tokens = (process.env.TOLLGATE_SETTLEMENT_TOKENS ?? '')
     .split(',')
