@@ -195,6 +195,12 @@ export interface RunningGateway {
 }
 
 async function seed(ledger: Ledger, accounts: SeedAccount[]): Promise<void> {
+  // A key of another account would fail its addKey after earlier seeds (its own account
+  // included) were written: checked for every seed before anything is.
+  for (const { id, key } of accounts) {
+    const owner = await ledger.authenticate(key);
+    if (owner !== null && owner !== id) throw new UsageError(`--account ${id}: its key belongs to another account`);
+  }
   for (const { id, key, amount } of accounts) {
     if ((await ledger.account(id)) === null) await ledger.createAccount(id, amount);
     if ((await ledger.authenticate(key)) !== id) await ledger.addKey(id, key);

@@ -57,6 +57,16 @@ describe('tollgate serve', function () {
       // The admin commands: --ledger=DIR works too; their errors go to stderr.
       const show = run('accounts', 'show', 'seeded', `--ledger=${root}`);
       expect([show.status, show.stdout, show.stderr]).to.deep.equal([1, '', 'error: account "seeded" does not exist\n']);
+      // A seed whose key is another account's: refused before any seed is written.
+      const taker = await openLedger(root);
+      await taker.createAccount('owner', 0);
+      await taker.addKey('owner', 'tg-owned-key');
+      await taker.close();
+      const stolen = run('serve', '--ledger', root, '--port', '0', '--account', 'fresh:tg-fresh-key:5', '--account', 'thief:tg-owned-key:5');
+      expect([stolen.status, stolen.stderr]).to.deep.equal([2, 'tollgate: --account thief: its key belongs to another account (tollgate --help lists the options)\n']);
+      const after = await openLedger(root);
+      expect([await after.account('fresh'), await after.account('thief')]).to.deep.equal([null, null]);
+      await after.close();
       for (const [args, message] of [
         [['--port', '70000'], '--port must be a port from 0 to 65535, got "70000"'],
         [['--sweep-interval', '0'], '--sweep-interval must be at least 1, got "0"'],
