@@ -140,6 +140,8 @@ async function admin(argv: string[]): Promise<number> {
   const given = at < 0 ? undefined : argv[at] === '--ledger' ? argv[at + 1] : argv[at]!.slice('--ledger='.length);
   if (at >= 0 && given === undefined) throw new UsageError('--ledger needs a value');
   const rest = at < 0 ? argv : [...argv.slice(0, at), ...argv.slice(at + (argv[at] === '--ledger' ? 2 : 1))];
+  // Another one would reach the admin command as an option it does not know.
+  if (rest.some((arg) => arg === '--ledger' || arg.startsWith('--ledger='))) throw new UsageError('--ledger is given more than once');
   const withLedger: WithLedger = async (use) => {
     const ledger = await openLedger(given ?? (process.env.DATABASE_URL || DEFAULT_LEDGER_DIR));
     try {

@@ -34,6 +34,10 @@ describe('tollgate serve', function () {
     const repeated = run('serve', '--port', '8080', '--port', '9090');
     expect(repeated.status).to.equal(2);
     expect(repeated.stderr).to.equal('tollgate: --port is given more than once (tollgate --help lists the options)\n');
+    // The admin commands take --ledger before their own options: twice is the same refusal.
+    const ledgers = run('accounts', 'show', 'acme', '--ledger', join(tmpdir(), 'tollgate-no-a'), '--ledger=' + join(tmpdir(), 'tollgate-no-b'));
+    expect(ledgers.status).to.equal(2);
+    expect(ledgers.stderr).to.equal('tollgate: --ledger is given more than once (tollgate --help lists the options)\n');
     const missing = run('settle', '--port');
     expect(missing.status).to.equal(2);
     expect(missing.stderr).to.match(/^tollgate: Option '--port <value>' argument missing/).and.not.match(/\bat /);
