@@ -128,7 +128,9 @@ const strandedRow = {
       alertThreshold: ALERT_THRESHOLDS.TollgateOpenReservationsPilingUp,
       targets: [
         {
-          expr: `${OPEN_RESERVATIONS} / ${sumRate(selector(METRIC_REQUESTS, [METERED]))}`,
+          // Metered counts as 0 when no gateway has a metered series (all restarted, no request
+          // since): +Inf, as in tollgate:reservation_hold_seconds:mean5m, not an empty panel.
+          expr: `${OPEN_RESERVATIONS} / (${sumRate(selector(METRIC_REQUESTS, [METERED]))} or vector(0))`,
           legend: 'mean hold time',
         },
       ],

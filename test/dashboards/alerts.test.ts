@@ -5,9 +5,12 @@
  * promtool itself runs through dashboards/check-rules.sh (below when promtool is installed).
  */
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { expect } from 'chai';
 import { ALERT_THRESHOLDS } from '../../dashboards/alert-thresholds.js';
+import { expandGrafanaVariables, prometheusQueries } from '../../dashboards/catalog.js';
 import { DASHBOARDS_DIR, loadAlertTests, loadRules } from './rules.js';
 
 const alerts = loadRules().filter((rule) => rule.alert !== undefined);
@@ -81,5 +84,42 @@ describe('alerts.yaml: promtool (dashboards/check-rules.sh)', () => {
     }
     this.timeout(60_000);
     execFileSync(`${DASHBOARDS_DIR}check-rules.sh`, { stdio: 'pipe' });
+  });
+});
+
+describe('dashboards: panels beside their alerts (promtool)', () => {
+  const INFINITY = 'INFINITY';
+  it("draws the mean reservation hold time once the gateways restarted with no request since (+Inf, as TollgateOpenReservationsPilingUp sees it), not an empty panel", function () {
+    try {
+      execFileSync('promtool', ['--version'], { stdio: 'ignore' });
+    } catch {
+      this.skip();
+    }
+    this.timeout(60_000);
+    const panel = prometheusQueries().find((q) => q.panel === 'Mean reservation hold time');
+    expect(panel).to.not.equal(undefined);
+    const dir = mkdtempSync(join(tmpdir(), 'tollgate-panel-'));
+    try {
+      // As in alerts.test.yaml: the gateways' request series are gone since 60m, 1000 reservations stay open.
+      const test = {
+        rule_files: [],
+        evaluation_interval: '1m',
+        tests: [
+          {
+            interval: '1m',
+            input_series: [
+              { series: 'tollgate_requests_total{provider="openai", model="gpt-4o", outcome="completed", instance="gateway-0"}', values: '0+60x60 _x40' },
+              { series: 'tollgate_open_reservations{instance="settlement-0"}', values: '1000x90' },
+            ],
+            promql_expr_test: [{ expr: expandGrafanaVariables(panel!.query, { interval: '5m' }), eval_time: '85m', exp_samples: [{ labels: '{}', value: INFINITY }] }],
+          },
+        ],
+      };
+      // JSON is YAML; +Inf is YAML's unquoted +.inf.
+      writeFileSync(join(dir, 'panel.test.yaml'), JSON.stringify(test).replace(`"${INFINITY}"`, '+.inf'));
+      execFileSync('promtool', ['test', 'rules', join(dir, 'panel.test.yaml')], { stdio: 'pipe' });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
