@@ -13,14 +13,31 @@ import type { LedgerOptions } from './types.js';
 import * as validate from './validate.js';
 
 /**
- * Defaults for the pool, which the caller's configuration (or URL parameters such as
- * `?statement_timeout=30000`) override. Without them a reserve stuck behind a row lock, or a
- * server that accepts connections and answers nothing, held the request forever: PostgreSQL
- * now cancels a statement after 10 s (its transaction rolls back, so nothing stays held) and a
- * connection that is not up in 10 s fails. The gateway then answers 503 (or forwards, under
- * ledgerOutage 'forward') and settlement 503, so its sender retries.
+ * A connection that is not up in 10 s fails, instead of holding its request while the kernel
+ * retries (the caller's configuration overrides it).
  */
-const POOL_DEFAULTS: pg.PoolConfig = { statement_timeout: 10_000, connectionTimeoutMillis: 10_000 };
+const POOL_DEFAULTS: pg.PoolConfig = { connectionTimeoutMillis: 10_000 };
+
+/**
+ * The statement timeout the ledger's connections get when nothing sets one (the role, the
+ * database, the connection's options or URL, a pg configuration): without one, a reserve stuck
+ * behind a row lock, or a server that stopped answering queries, held the gateway's request
+ * forever. PostgreSQL cancels the statement and its transaction rolls back (a cancelled reserve
+ * holds nothing): the gateway answers 503 (or forwards, under ledgerOutage 'forward'),
+ * settlement 503, so its sender retries. Migrations lift it (migrate.ts).
+ */
+const DEFAULT_STATEMENT_TIMEOUT_MS = 10_000;
+
+/** The statement timeout a connection of `config` has of itself; '0' when none is set. */
+async function ownStatementTimeout(config: pg.PoolConfig): Promise<string> {
+  const client = new pg.Client(config);
+  await client.connect();
+  try {
+    return (await client.query<{ statement_timeout: string }>('SHOW statement_timeout')).rows[0]!.statement_timeout;
+  } finally {
+    await client.end();
+  }
+}
 
 /**
  * `config`: a postgres:// URL, or a pg pool configuration (e.g. `max` for the pool size, default
@@ -38,6 +55,7 @@ export async function openPostgresLedger(config: string | pg.PoolConfig, options
   }
   // Checked before any connection is opened.
   validate.ledgerOptions(options);
+  if ((await ownStatementTimeout(config)) === '0') config = { ...config, statement_timeout: DEFAULT_STATEMENT_TIMEOUT_MS };
   const pool = new pg.Pool(config);
   // An idle connection that breaks (server restart) is dropped by the pool and reported here;
   // without a listener it would crash the process. The next query fails or reconnects.

@@ -11,6 +11,7 @@ import { post, sha256 } from '../support/http.js';
 import { TEST_PRICING } from '../support/pricing.js';
 import { responsesStream, SSE_HEADERS } from '../support/provider-streams.js';
 import { startUpstream } from '../support/upstream.js';
+import { reserveRequest } from './conformance.js';
 import { createSchema, DATABASE_URL } from './databases.js';
 
 const C = 1_000_000;
@@ -49,6 +50,20 @@ describe('a PostgreSQL ledger whose statements cannot finish', function () {
 
   it('migrates however short the statement timeout: migrations are exempt', async () => {
     ledger = await openPostgresLedger(schema.config({ statement_timeout: 1 }));
+  });
+
+  it("keeps a statement_timeout the connection sets itself (here -c statement_timeout in its options) over the 10 s default", async () => {
+    const config = schema.config();
+    ledger = await openPostgresLedger({ ...config, options: `${config.options} -c statement_timeout=500` });
+    await ledger.createAccount('acct', 5 * C);
+    await lockAccount('acct');
+    const started = performance.now();
+    const error = await ledger.reserve(reserveRequest('acct', C)).then(
+      () => undefined,
+      (failure: unknown) => failure,
+    );
+    expect(String(error)).to.match(/statement timeout/);
+    expect(performance.now() - started).to.be.within(400, 5_000);
   });
 
   it('cancels a reserve stuck behind a row lock after 10 s by default: 503, nothing held, then served again', async () => {
