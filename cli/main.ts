@@ -136,12 +136,13 @@ async function settle(argv: string[]): Promise<void> {
 
 async function admin(argv: string[]): Promise<number> {
   // --ledger URL or --ledger=URL, anywhere; the rest is the admin command's.
-  const at = argv.findIndex((arg) => arg === '--ledger' || arg.startsWith('--ledger='));
+  const isLedgerFlag = (arg: string) => arg === '--ledger' || arg.startsWith('--ledger=');
+  const at = argv.findIndex(isLedgerFlag);
   const given = at < 0 ? undefined : argv[at] === '--ledger' ? argv[at + 1] : argv[at]!.slice('--ledger='.length);
   if (at >= 0 && given === undefined) throw new UsageError('--ledger needs a value');
   const rest = at < 0 ? argv : [...argv.slice(0, at), ...argv.slice(at + (argv[at] === '--ledger' ? 2 : 1))];
   // Another one would reach the admin command as an option it does not know.
-  if (rest.some((arg) => arg === '--ledger' || arg.startsWith('--ledger='))) throw new UsageError('--ledger is given more than once');
+  if (rest.some(isLedgerFlag)) throw new UsageError('--ledger is given more than once');
   const withLedger: WithLedger = async (use) => {
     const ledger = await openLedger(given ?? (process.env.DATABASE_URL || DEFAULT_LEDGER_DIR));
     try {

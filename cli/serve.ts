@@ -64,7 +64,6 @@ export interface ServeConfig {
 
 export const DEFAULT_LEDGER_DIR = './.tollgate/ledger';
 
-
 function integer(flag: string, value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
   if (!/^\d+$/.test(value)) throw new UsageError(`--${flag} must be a positive integer, got ${JSON.stringify(value)}`);
@@ -197,13 +196,13 @@ export interface RunningGateway {
 async function seed(ledger: Ledger, accounts: SeedAccount[]): Promise<void> {
   // A key of another account would fail its addKey after earlier seeds (its own account
   // included) were written: checked for every seed before anything is.
-  for (const { id, key } of accounts) {
-    const owner = await ledger.authenticate(key);
-    if (owner !== null && owner !== id) throw new UsageError(`--account ${id}: its key belongs to another account`);
-  }
-  for (const { id, key, amount } of accounts) {
+  const owners = await Promise.all(accounts.map(({ key }) => ledger.authenticate(key)));
+  accounts.forEach(({ id }, i) => {
+    if (owners[i] !== null && owners[i] !== id) throw new UsageError(`--account ${id}: its key belongs to another account`);
+  });
+  for (const [i, { id, key, amount }] of accounts.entries()) {
     if ((await ledger.account(id)) === null) await ledger.createAccount(id, amount);
-    if ((await ledger.authenticate(key)) !== id) await ledger.addKey(id, key);
+    if (owners[i] !== id) await ledger.addKey(id, key);
   }
 }
 

@@ -47,12 +47,11 @@ async function ownStatementTimeout(config: pg.PoolConfig): Promise<string> {
 export async function openPostgresLedger(config: string | pg.PoolConfig, options: LedgerOptions = {}): Promise<SqlLedger> {
   if (typeof config === 'string') {
     if (!/^postgres(ql)?:\/\//i.test(config)) throw invalidArgument('url', config, 'a postgres:// or postgresql:// URL');
-    config = { ...POOL_DEFAULTS, connectionString: config };
+    config = { connectionString: config };
   } else if (config === null || typeof config !== 'object') {
     throw invalidArgument('config', config, 'a postgres:// URL or a pg PoolConfig');
-  } else {
-    config = { ...POOL_DEFAULTS, ...config };
   }
+  config = { ...POOL_DEFAULTS, ...config };
   // Checked before any connection is opened.
   validate.ledgerOptions(options);
   if ((await ownStatementTimeout(config)) === '0') config = { ...config, statement_timeout: DEFAULT_STATEMENT_TIMEOUT_MS };
