@@ -6,8 +6,9 @@
  * micro-credits and converted once, when scraped.
  */
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { MICROS_PER_CREDIT } from '../ledger/money.js';
 import type { SettlementOutcome } from '../ledger/types.js';
-import { creditCounter } from '../plugin/metrics.js';
+import { tallyCounter } from '../plugin/metrics.js';
 import {
   METRIC_OPEN_RESERVATIONS,
   METRIC_OVERRUN_CREDITS,
@@ -55,12 +56,13 @@ function createSettlementMetrics(registry: Registry): SettlementMetrics {
     labelNames: ['result'] as const,
     registers,
   });
-  const settled = creditCounter(registry, { name: METRIC_SETTLED_CREDITS, help: 'Credits charged by settlements from spans.' });
-  const released = creditCounter(registry, { name: METRIC_RELEASED_CREDITS, help: 'Reserved credits released by settlements from spans.' });
-  const overrun = creditCounter(registry, {
-    name: METRIC_OVERRUN_CREDITS,
-    help: 'Cost above the reservation, recorded under either over-run policy (charged only under "charge").',
-  });
+  const credits = (name: string, help: string) => tallyCounter(registry, { name, help, unit: MICROS_PER_CREDIT }).series({});
+  const settled = credits(METRIC_SETTLED_CREDITS, 'Credits charged by settlements from spans.');
+  const released = credits(METRIC_RELEASED_CREDITS, 'Reserved credits released by settlements from spans.');
+  const overrun = credits(
+    METRIC_OVERRUN_CREDITS,
+    'Cost above the reservation, recorded under either over-run policy (charged only under "charge").',
+  );
   const lag = new Histogram({
     name: METRIC_SETTLEMENT_LAG,
     help: 'Seconds from a billing span ending to its settlement committing.',
@@ -81,9 +83,9 @@ function createSettlementMetrics(registry: Registry): SettlementMetrics {
       settlements.inc({ result: outcome.result });
       // A duplicate changed nothing; unknown and mismatched reservations charged nothing.
       if (outcome.result === 'settled' || outcome.result === 'corrected') {
-        settled.add({}, outcome.charged);
-        released.add({}, outcome.released);
-        overrun.add({}, outcome.overrun);
+        settled.add(outcome.charged);
+        released.add(outcome.released);
+        overrun.add(outcome.overrun);
       }
     },
     observeLag: (seconds) => lag.observe(seconds),

@@ -13,6 +13,7 @@
  * Usage is whatever the extractor has learned by then: on a broken stream, the usage known so far.
  */
 import type { ClientRequest, IncomingMessage, ServerResponse } from 'node:http';
+import type { ModelSeries } from './metrics.js';
 import { costOf, type ModelPrice } from './pricing.js';
 import type { Route } from './routes.js';
 import { sideChannel, type SideChannel } from './side-channel.js';
@@ -48,6 +49,7 @@ const TOKEN_FIELDS: Record<TokenType, keyof Usage> = {
 
 export class MeteredRequest {
   private readonly span: BillingSpan | undefined;
+  private readonly series: ModelSeries;
   private status: number | undefined;
   private extractor: UsageExtractor | undefined;
   private side: SideChannel | undefined;
@@ -86,9 +88,8 @@ export class MeteredRequest {
       pricingVersion: init.pricingVersion,
       startTime: performance.timeOrigin + init.arrivedAt,
     });
-    telemetry.guard(() =>
-      telemetry.metrics.reservedCredits.add(this.labels(), init.amount),
-    );
+    this.series = telemetry.metrics.series(route.provider, init.modelLabel);
+    this.series.reserved.add(init.amount);
     this.done = new Promise((resolve) => (this.resolveDone = resolve));
     this.lastActivity = init.arrivedAt;
     this.armIdleTimer(init.idleTimeoutMs);
@@ -220,26 +221,24 @@ export class MeteredRequest {
       status: this.status,
     };
     telemetry.endSpan(this.span, record, state?.responseId);
-    const labels = this.labels();
-    telemetry.guard(() => {
-      metrics.requests.inc({ ...labels, outcome: record.outcome });
-      metrics.duration.observe(
-        { provider: labels.provider, outcome: record.outcome },
-        (performance.now() - init.arrivedAt) / 1000,
-      );
-      if (state?.parseErrors || this.side?.failed) metrics.parseErrors.inc({ provider: labels.provider });
-      if (cost !== undefined) {
-        metrics.costCredits.add(labels, cost);
-        if (cost > init.amount) metrics.overruns.inc(labels);
-        for (const type of TOKEN_TYPES) {
-          const tokens = usage![TOKEN_FIELDS[type]];
-          if (tokens !== undefined) metrics.usageTokens.inc({ ...labels, type }, tokens);
-        }
-      } else if (isSuccess(this.status) && record.outcome !== 'upstream_error') {
-        // A served response that carried no final usage. A stream the upstream broke is counted
-        // as upstream_error instead: the dashboards' usage-missing ratio is over served requests.
-        metrics.usageMissing.inc(labels);
+    const { series } = this;
+    series.requests(record.outcome).add(1);
+    if (cost !== undefined) {
+      series.cost.add(cost);
+      if (cost > init.amount) series.overruns.add(1);
+      for (const type of TOKEN_TYPES) {
+        const tokens = usage![TOKEN_FIELDS[type]];
+        if (tokens !== undefined) series.tokens[type].add(tokens);
       }
+    } else if (isSuccess(this.status) && record.outcome !== 'upstream_error') {
+      // A served response that carried no final usage. A stream the upstream broke is counted
+      // as upstream_error instead: the dashboards' usage-missing ratio is over served requests.
+      series.usageMissing.add(1);
+    }
+    const { provider } = init.route;
+    telemetry.guard(() => {
+      metrics.duration.observe({ provider, outcome: record.outcome }, (performance.now() - init.arrivedAt) / 1000);
+      if (state?.parseErrors || this.side?.failed) metrics.parseErrors.inc({ provider });
     });
     try {
       this.onOutcome(record);
@@ -247,10 +246,6 @@ export class MeteredRequest {
       // onOutcome is the user's hook, already wrapped by the middleware; nothing may escape here.
     }
     this.resolveDone();
-  }
-
-  private labels() {
-    return { provider: this.init.route.provider, model: this.init.modelLabel };
   }
 }
 

@@ -110,10 +110,8 @@ export function tollgate(options: TollgateOptions): TollgateMiddleware {
       return;
     }
     if (admitted instanceof Rejection) {
-      telemetry.guard(() => {
-        telemetry.metrics.rejections.inc({ reason: admitted.reason });
-        telemetry.metrics.requests.inc({ provider: route.provider, model: UNPARSED_MODEL, outcome: 'rejected' });
-      });
+      telemetry.metrics.series(route.provider, UNPARSED_MODEL).requests('rejected').add(1);
+      telemetry.guard(() => telemetry.metrics.rejections.inc({ reason: admitted.reason }));
       if (admitted.detail !== undefined) settings.logger(`tollgate: ${admitted.message}: ${admitted.detail}`);
       sendError(res, route.provider, admitted.kind, admitted.message);
       return;

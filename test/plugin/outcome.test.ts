@@ -137,7 +137,7 @@ describe('exactly one outcome per request', function () {
   });
 });
 
-describe('credit counters', function () {
+describe('gateway counters', function () {
   this.timeout(60_000);
   let upstream: Upstream;
   let gateway: TestGateway;
@@ -170,5 +170,35 @@ describe('credit counters', function () {
     const micro = (amounts: number[]) => amounts.reduce((sum, amount) => sum + amount, 0) / 1e6;
     expect(await counter('tollgate_cost_credits_total')).to.equal(micro(records.map((record) => record.cost!)));
     expect(await counter('tollgate_reserved_credits_total')).to.equal(micro(records.map((record) => record.reserved)));
+  });
+
+  it('count every request, its tokens and its outcome, and start again from 0 after registry.resetMetrics()', async () => {
+    const key = await gateway.account('tallied', 1_000_000_000);
+    const { path, model, body } = APIS.responses;
+    const series = async (name: string) =>
+      (await gateway.registry.getSingleMetric(name)!.get()).values.filter((value) => value.labels.model === model).map((value) => [value.labels, value.value]);
+    const seen = (await gateway.waitForOutcomes(0)).length;
+    gateway.registry.resetMetrics();
+    for (let i = 0; i < 3; i++) {
+      upstream.reply({ headers: SSE_HEADERS, chunks: [body] });
+      await request(`${gateway.url}${path}`, key, model, undefined);
+    }
+    await gateway.waitForOutcomes(seen + 3);
+    expect(await series('tollgate_requests_total')).to.deep.equal([[{ provider: 'openai', model, outcome: 'completed' }, 3]]);
+    expect(await series('tollgate_usage_tokens_total')).to.deep.equal([
+      [{ provider: 'openai', model, type: 'input' }, 1500],
+      [{ provider: 'openai', model, type: 'output' }, 600],
+      [{ provider: 'openai', model, type: 'cache_read' }, 0],
+      [{ provider: 'openai', model, type: 'reasoning' }, 0],
+    ]);
+    expect(await series('tollgate_overruns_total')).to.deep.equal([]);
+    gateway.registry.resetMetrics();
+    expect(await series('tollgate_requests_total')).to.deep.equal([]);
+    expect(await counter('tollgate_cost_credits_total')).to.equal(0);
+    upstream.reply({ headers: SSE_HEADERS, chunks: [body] });
+    await request(`${gateway.url}${path}`, key, model, undefined);
+    await gateway.waitForOutcomes(seen + 4);
+    expect(await series('tollgate_requests_total')).to.deep.equal([[{ provider: 'openai', model, outcome: 'completed' }, 1]]);
+    expect(await counter('tollgate_cost_credits_total')).to.equal(0.0026);
   });
 });
