@@ -222,7 +222,7 @@ export class MeteredRequest {
     };
     telemetry.endSpan(this.span, record, state?.responseId);
     const { series } = this;
-    series.requests(record.outcome).add(1);
+    series.requests[record.outcome].add(1);
     if (cost !== undefined) {
       series.cost.add(cost);
       if (cost > init.amount) series.overruns.add(1);

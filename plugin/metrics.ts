@@ -18,6 +18,7 @@ import {
   METRIC_UNRECORDED_SPANS,
   METRIC_USAGE_MISSING,
   METRIC_USAGE_TOKENS,
+  OUTCOMES,
   REJECTION_REASONS,
   TOKEN_TYPES,
   type Outcome,
@@ -40,8 +41,8 @@ export interface ModelSeries {
   overruns: Tally;
   usageMissing: Tally;
   tokens: Record<TokenType, Tally>;
-  /** tollgate_requests_total for this outcome. */
-  requests(outcome: Outcome | 'rejected'): Tally;
+  /** tollgate_requests_total, by outcome. */
+  requests: Record<Outcome | 'rejected', Tally>;
 }
 
 export function createGatewayMetrics(registry: Registry) {
@@ -89,18 +90,16 @@ export function createGatewayMetrics(registry: Registry) {
   const seriesByProvider = new Map<string, Map<string, ModelSeries>>();
   function modelSeries(provider: string, model: string): ModelSeries {
     const labels = { provider, model };
-    const outcomes = new Map<string, Tally>();
+    // A series shows on /metrics only once added to, so every label value can have its tally.
+    const each = <V extends string>(values: readonly V[], tally: (value: V) => Tally) =>
+      Object.fromEntries(values.map((value) => [value, tally(value)])) as Record<V, Tally>;
     return {
       reserved: reservedCredits.series(labels),
       cost: costCredits.series(labels),
       overruns: overruns.series(labels),
       usageMissing: usageMissing.series(labels),
-      tokens: Object.fromEntries(TOKEN_TYPES.map((type) => [type, usageTokens.series({ ...labels, type })])) as Record<TokenType, Tally>,
-      requests(outcome) {
-        let tally = outcomes.get(outcome);
-        if (tally === undefined) outcomes.set(outcome, (tally = requests.series({ ...labels, outcome })));
-        return tally;
-      },
+      tokens: each(TOKEN_TYPES, (type) => usageTokens.series({ ...labels, type })),
+      requests: each([...OUTCOMES, 'rejected'], (outcome) => requests.series({ ...labels, outcome })),
     };
   }
 

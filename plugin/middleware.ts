@@ -110,7 +110,7 @@ export function tollgate(options: TollgateOptions): TollgateMiddleware {
       return;
     }
     if (admitted instanceof Rejection) {
-      telemetry.metrics.series(route.provider, UNPARSED_MODEL).requests('rejected').add(1);
+      telemetry.metrics.series(route.provider, UNPARSED_MODEL).requests.rejected.add(1);
       telemetry.guard(() => telemetry.metrics.rejections.inc({ reason: admitted.reason }));
       if (admitted.detail !== undefined) settings.logger(`tollgate: ${admitted.message}: ${admitted.detail}`);
       sendError(res, route.provider, admitted.kind, admitted.message);
