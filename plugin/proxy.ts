@@ -123,6 +123,11 @@ function handOverRequests(agent: http.Agent): void {
   const addRequest = agentInternals.addRequest.bind(agent);
   agentInternals.addRequest = (request, options) => {
     (options[EXCHANGE] as UpstreamExchange | undefined)?.attach(request);
+    // The agent keeps the options of the request that opened a connection for as long as that
+    // connection lives (its listeners close over them): left in, a keep-alive connection held
+    // that first request's whole metering state, response and all. (Not `delete`, which makes the
+    // object a slow dictionary; this is ClientRequest's own copy, made for the agent.)
+    options[EXCHANGE] = undefined;
     addRequest(request, options);
   };
 }

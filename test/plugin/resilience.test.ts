@@ -4,6 +4,8 @@
  */
 import { expect } from 'chai';
 import http from 'node:http';
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import { context, trace } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import {
@@ -67,6 +69,53 @@ describe('backpressure', function () {
       await gateway.waitForOutcomes(1);
     } finally {
       await gateway.close();
+      await upstream.close();
+    }
+  });
+});
+
+describe('memory', function () {
+  it("a kept-alive upstream connection does not keep the request that opened it", async () => {
+    const upstream = await startUpstream();
+    const ledger = await openLedger('memory://');
+    await ledger.createAccount('app', 1_000_000_000);
+    const key = await ledger.createKey('app');
+    const body = responsesStream('kept', { input: 10, output: 3 });
+    upstream.reply({ headers: SSE_HEADERS, chunks: [body] });
+    let finished = 0;
+    const middleware = tollgate({ ledger, pricing: TEST_PRICING, openaiUpstream: upstream.url, logger: () => {}, onOutcome: () => finished++ });
+    const responses: Array<WeakRef<http.ServerResponse>> = [];
+    const app = express();
+    app.use((_req, res, next) => {
+      responses.push(new WeakRef(res));
+      next();
+    });
+    app.use(middleware);
+    const server = app.listen(0, '127.0.0.1');
+    await new Promise((resolve) => server.once('listening', resolve));
+    try {
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      // One after the other: all three go over the one upstream connection the first opened.
+      for (let i = 0; i < 3; i++) {
+        const res = await post(`${url}/v1/responses`, JSON.stringify({ model: 'gpt-4.1', stream: true }), { authorization: `Bearer ${key}` });
+        expect(sha256(res.body)).to.equal(sha256(body));
+      }
+      expect(new Set(upstream.received.map((request) => request.remotePort)).size).to.equal(1);
+      while (finished < 3) await sleep(10);
+      server.closeAllConnections();
+      await sleep(50);
+      v8.setFlagsFromString('--expose-gc');
+      const gc = vm.runInNewContext('gc') as () => void;
+      gc();
+      await sleep(10);
+      gc();
+      // The agent held the options of the request that opened the connection, and through them
+      // that request's metering state, response and all, for as long as the connection lived.
+      expect(responses[0]!.deref()).to.equal(undefined);
+    } finally {
+      middleware.close();
+      await new Promise((resolve) => server.close(resolve));
+      await ledger.close();
       await upstream.close();
     }
   });
