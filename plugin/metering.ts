@@ -47,6 +47,9 @@ const TOKEN_FIELDS: Record<TokenType, keyof Usage> = {
   reasoning: 'reasoningOutputTokens',
 };
 
+/** How often per idle timeout the idle timer looks for chunks (see armIdleTimer). */
+const IDLE_CHECKS = 8;
+
 export class MeteredRequest {
   private readonly span: BillingSpan | undefined;
   private readonly series: ModelSeries;
@@ -64,8 +67,11 @@ export class MeteredRequest {
   /** The upstream's response, once it is piped to the client. */
   private upstreamResponse: IncomingMessage | undefined;
   private idleTimer: NodeJS.Timeout | undefined;
-  /** performance.now() of the upstream's last sign of life (its answer, a chunk). */
+  /** performance.now() of the upstream's last sign of life noticed (its answer; chunks, at a check). */
   private lastActivity: number;
+  /** Chunks received, and how many there were at the idle timer's last check. */
+  private chunks = 0;
+  private chunksChecked = 0;
   /** Why the gateway itself aborted the upstream exchange, if it did. */
   abortedBecause: 'idle' | 'shutdown' | undefined;
   /** Resolves once the outcome is recorded. */
@@ -92,7 +98,7 @@ export class MeteredRequest {
     this.series.reserved.add(init.amount);
     this.done = new Promise((resolve) => (this.resolveDone = resolve));
     this.lastActivity = init.arrivedAt;
-    this.armIdleTimer(init.idleTimeoutMs);
+    this.armIdleTimer(init.idleTimeoutMs / IDLE_CHECKS);
   }
 
   /** express-http-proxy made the request to the upstream: aborting ends it, in any phase. */
@@ -108,17 +114,24 @@ export class MeteredRequest {
   }
 
   /**
-   * The idle timeout. A chunk only notes the time (a stream brings hundreds of them, and re-arming
-   * a timer on each cost more than the rest of the chunk's metering): when the timer fires, it
-   * aborts if nothing came for idleTimeoutMs, else waits for the rest of that time again. An
-   * upstream held back by a client that reads slowly (the pipe paused it) is not idle.
+   * The idle timeout. A chunk only counts itself: a stream brings hundreds of them, and re-arming a
+   * timer on each, or even reading the clock on each (a boxed number per chunk), cost more than the
+   * rest of the chunk's metering. The timer checks every eighth of the timeout whether chunks came
+   * since its last check, and aborts once none came for idleTimeoutMs: never sooner, and at most an
+   * eighth of it later. An upstream held back by a client that reads slowly (the pipe paused it)
+   * is not idle.
    */
   private armIdleTimer(delayMs: number): void {
     this.idleTimer = setTimeout(() => {
-      if (this.upstreamResponse?.isPaused()) this.lastActivity = performance.now();
-      const idleFor = performance.now() - this.lastActivity;
-      if (idleFor >= this.init.idleTimeoutMs) this.abort('idle');
-      else this.armIdleTimer(this.init.idleTimeoutMs - idleFor);
+      const now = performance.now();
+      if (this.chunks !== this.chunksChecked || this.upstreamResponse?.isPaused()) {
+        this.chunksChecked = this.chunks;
+        this.lastActivity = now;
+      }
+      const { idleTimeoutMs } = this.init;
+      const idleFor = now - this.lastActivity;
+      if (idleFor >= idleTimeoutMs) this.abort('idle');
+      else this.armIdleTimer(Math.min(idleTimeoutMs / IDLE_CHECKS, idleTimeoutMs - idleFor));
     }, delayMs);
     // A pending timeout must not keep a process alive that is otherwise done.
     this.idleTimer.unref();
@@ -136,7 +149,7 @@ export class MeteredRequest {
     }
     this.lastActivity = performance.now();
     upstream.on('data', (chunk: Buffer) => {
-      this.lastActivity = performance.now();
+      this.chunks++;
       if (!this.firstByteSeen) {
         this.firstByteSeen = true;
         this.telemetry.guard(() =>

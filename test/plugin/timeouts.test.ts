@@ -76,6 +76,28 @@ describe('upstream timeouts', function () {
     }
   });
 
+  it('a stream that never pauses for the idle timeout is not cut, however long it lasts', async () => {
+    const upstream = await startUpstream();
+    const body = anthropicStream('steady', { input: 70, output: 11 });
+    // 12 writes 150 ms apart: 1.8 s in all, six idle timeouts, but never 300 ms without a byte.
+    const chunks = Array.from({ length: 12 }, (_, i) => body.subarray(Math.floor((i * body.length) / 12), Math.floor(((i + 1) * body.length) / 12)));
+    upstream.reply({ headers: SSE_HEADERS, chunks, delayMs: 150 });
+    const gateway = await startGateway(upstream.url, 5, { pricing: TEST_PRICING, upstreamIdleTimeoutMs: 300 });
+    try {
+      const key = await gateway.account('steady', 10_000_000);
+      const res = await post(`${gateway.url}/v1/messages`, JSON.stringify({ model: 'claude-sonnet-4-6', max_tokens: 100, stream: true }), {
+        'x-api-key': key,
+      });
+      expect(sha256(res.body)).to.equal(sha256(body));
+      const [record] = await gateway.waitForOutcomes(1);
+      expect(record!.outcome).to.equal('completed');
+      expect(record!.usage).to.include({ inputTokens: 70, outputTokens: 11 });
+    } finally {
+      await gateway.close();
+      await upstream.close();
+    }
+  });
+
   it('a client that reads slowly holds the upstream back, which is not the upstream going idle', async () => {
     const upstream = await startUpstream();
     // 8 MiB of SSE comments, then the stream: far more than the sockets between them buffer.
