@@ -38,7 +38,8 @@ export interface TollgateOptions {
   /**
    * Milliseconds the upstream may stay silent — before its response headers or between two chunks
    * of the body — before the exchange is aborted (outcome upstream_error; 504 when nothing was
-   * sent yet). Default 600,000: reasoning models can think for minutes before the first byte.
+   * sent yet), at most an eighth of it later. Default 600,000: reasoning models can think for
+   * minutes before the first byte.
    */
   upstreamIdleTimeoutMs?: number;
   /**
