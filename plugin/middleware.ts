@@ -157,6 +157,8 @@ export function tollgate(options: TollgateOptions): TollgateMiddleware {
       next();
       return;
     }
+    shareHiddenClass(req);
+    shareHiddenClass(res);
     // Until it has a MeteredRequest (or is rejected), the request is tracked by its admission.
     track({ done: meter(req, res, next, route).catch(next), admitting: res });
   };
@@ -185,6 +187,27 @@ export function tollgate(options: TollgateOptions): TollgateMiddleware {
       upstreams.anthropic.close();
     },
   });
+}
+
+const SCRATCH = [Symbol('tollgate scratch 1'), Symbol('tollgate scratch 2')] as const;
+
+/**
+ * Hand-written for the hot path: Express gives `req` and `res` their prototypes on every request
+ * (Object.setPrototypeOf), and V8 then gives each property added to them afterwards a hidden
+ * class of that one object. No property cache ever hits on them again — not in Express, nor in
+ * express-http-proxy, nor in Node's own HTTP code writing each chunk, nor here — and every first
+ * read of a property costs 0.1–1 µs (measured alone: `res.headersSent` 503 ns against 48 on a
+ * plain node:http response). Deleting a property that is not the last one added turns the object
+ * into a dictionary, and dictionaries with the same prototype share one hidden class: each read
+ * is then a hash lookup of tens of ns. Nothing visible changes (the two properties are symbols,
+ * gone as soon as they are added).
+ */
+function shareHiddenClass(object: object): void {
+  const scratch = object as Record<symbol, unknown>;
+  scratch[SCRATCH[0]] = undefined;
+  scratch[SCRATCH[1]] = undefined;
+  delete scratch[SCRATCH[0]];
+  delete scratch[SCRATCH[1]];
 }
 
 interface Admitted {
