@@ -189,7 +189,7 @@ export function tollgate(options: TollgateOptions): TollgateMiddleware {
   });
 }
 
-const SCRATCH = [Symbol('tollgate scratch 1'), Symbol('tollgate scratch 2')] as const;
+const SCRATCH = Symbol('tollgate scratch');
 
 /**
  * Hand-written for the hot path: Express gives `req` and `res` their prototypes on every request
@@ -197,17 +197,15 @@ const SCRATCH = [Symbol('tollgate scratch 1'), Symbol('tollgate scratch 2')] as 
  * class of that one object. No property cache ever hits on them again — not in Express, nor in
  * express-http-proxy, nor in Node's own HTTP code writing each chunk, nor here — and every first
  * read of a property costs 0.1–1 µs (measured alone: `res.headersSent` 503 ns against 48 on a
- * plain node:http response). Deleting a property that is not the last one added turns the object
- * into a dictionary, and dictionaries with the same prototype share one hidden class: each read
- * is then a hash lookup of tens of ns. Nothing visible changes (the two properties are symbols,
- * gone as soon as they are added).
+ * plain node:http response). A property deleted from such an object (whose hidden class has no
+ * parent to go back to) turns it into a dictionary, and dictionaries with the same prototype
+ * share one hidden class: each read is then a hash lookup of tens of ns. The property is a
+ * symbol, gone as soon as it is added: nothing visible changes. About 2 µs per object.
  */
 function shareHiddenClass(object: object): void {
   const scratch = object as Record<symbol, unknown>;
-  scratch[SCRATCH[0]] = undefined;
-  scratch[SCRATCH[1]] = undefined;
-  delete scratch[SCRATCH[0]];
-  delete scratch[SCRATCH[1]];
+  scratch[SCRATCH] = undefined;
+  delete scratch[SCRATCH];
 }
 
 interface Admitted {
