@@ -27,6 +27,13 @@ import { startUpstream, type Upstream } from '../support/upstream.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** Serves `app` on a loopback port of its own. */
+async function listen(app: express.Express): Promise<{ server: http.Server; url: string }> {
+  const server = app.listen(0, '127.0.0.1');
+  await new Promise((resolve) => server.once('listening', resolve));
+  return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
+}
+
 describe('backpressure', function () {
   this.timeout(60_000);
 
@@ -91,10 +98,8 @@ describe('memory', function () {
       next();
     });
     app.use(middleware);
-    const server = app.listen(0, '127.0.0.1');
-    await new Promise((resolve) => server.once('listening', resolve));
+    const { server, url } = await listen(app);
     try {
-      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
       // One after the other: all three go over the one upstream connection the first opened.
       for (let i = 0; i < 3; i++) {
         const res = await post(`${url}/v1/responses`, JSON.stringify({ model: 'gpt-4.1', stream: true }), { authorization: `Bearer ${key}` });
@@ -155,10 +160,8 @@ describe('billing spans and sampling', function () {
       context.with(trace.setSpan(context.active(), span), next);
     });
     app.use(middleware);
-    const server = app.listen(0, '127.0.0.1');
-    await new Promise((resolve) => server.once('listening', resolve));
+    const { server, url } = await listen(app);
     try {
-      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
       for (let i = 0; i < 10; i++) {
         const res = await post(`${url}/v1/responses`, JSON.stringify({ model: 'gpt-4.1', stream: true }), { authorization: `Bearer ${key}` });
         expect(sha256(res.body)).to.equal(sha256(body));
@@ -250,10 +253,8 @@ describe('billing spans and sampling', function () {
     const first = tollgate(options);
     const second = tollgate({ ...options, registry: first.registry });
     const app = express().use(second);
-    const server = app.listen(0, '127.0.0.1');
-    await new Promise((resolve) => server.once('listening', resolve));
+    const { server, url } = await listen(app);
     try {
-      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
       const res = await post(`${url}/v1/responses`, JSON.stringify({ model: 'gpt-4.1', stream: true }), { authorization: `Bearer ${key}` });
       expect(sha256(res.body)).to.equal(sha256(body));
       await second.drain(1000);
