@@ -90,233 +90,247 @@ export function checkMaxEventBytes(maxEventBytes: number): void {
 }
 
 export function createSseScanner(config: SseScannerConfig): SseScanner {
-  const { events, maxEventBytes, onEvent, onError } = config;
-  checkMaxEventBytes(maxEventBytes);
-  // The wanted type named by an `event:` value, or null; an empty value means the default type.
-  const typeOf = events === undefined ? decodeType : matcherFor(events);
-  const defaultType = events === undefined || events.includes(DEFAULT_TYPE) ? DEFAULT_TYPE : null;
+  checkMaxEventBytes(config.maxEventBytes);
+  return new Scanner(config);
+}
 
-  let stopped = false;
-  // Bytes of a possible BOM matched so far at the stream start; -1 once the start is past.
-  let bomMatched = 0;
-  // The last line ended with a CR as the last byte of a chunk: an LF first in the next chunk
-  // belongs to that CRLF and ends no line.
-  let crEnded = false;
+/**
+ * A class rather than closures over local state: a scanner is made for every metered response,
+ * and one object with its fields costs a fraction of a dozen closures and their context to make
+ * and to keep alive through the response (the garbage collector copies whatever lives that long).
+ */
+class Scanner implements SseScanner {
+  private readonly maxEventBytes: number;
+  private readonly onEvent: SseScannerConfig['onEvent'];
+  private readonly onError: SseScannerConfig['onError'];
+  /** Decodes or matches an `event:` value; undefined when every type is wanted. */
+  private readonly matchType: Matcher | undefined;
+  private readonly defaultType: string | null;
+
+  private stopped = false;
+  /** Bytes of a possible BOM matched so far at the stream start; -1 once the start is past. */
+  private bomMatched = 0;
+  /**
+   * The last line ended with a CR as the last byte of a chunk: an LF first in the next chunk
+   * belongs to that CRLF and ends no line.
+   */
+  private crEnded = false;
 
   // The event being assembled. `type` is null when it is not a wanted one. Its data is its
   // first data line as it stands (`firstData`, a view: no copy for the usual one-line event
   // within one chunk), or, once it has more lines or outlives its chunk, in `data`.
-  let type = defaultType;
-  let typeBytes = 0;
-  let want: boolean | undefined; // decided at its first data line
-  let dataLines = 0;
-  let firstData: Buffer | undefined;
-  const data = new HeldBytes();
+  private type: string | null;
+  private typeBytes = 0;
+  /** Decided at the event's first data line. */
+  private want: boolean | undefined = undefined;
+  private dataLines = 0;
+  private firstData: Buffer | undefined = undefined;
+  private readonly data = new HeldBytes();
 
-  // The line that the last chunk ended in the middle of.
-  let partial: PartialLine = NO_LINE;
-  const heldLine = new HeldBytes();
+  /** The line that the last chunk ended in the middle of. */
+  private partial: PartialLine = NO_LINE;
+  private readonly heldLine = new HeldBytes();
 
-  function resetEvent(): void {
-    type = defaultType;
-    typeBytes = 0;
-    want = undefined;
-    dataLines = 0;
-    firstData = undefined;
-    data.release();
+  constructor({ events, maxEventBytes, onEvent, onError }: SseScannerConfig) {
+    this.maxEventBytes = maxEventBytes;
+    this.onEvent = onEvent;
+    this.onError = onError;
+    this.matchType = events === undefined ? undefined : matcherFor(events);
+    this.defaultType = events === undefined || events.includes(DEFAULT_TYPE) ? DEFAULT_TYPE : null;
+    this.type = this.defaultType;
   }
 
-  function resetLine(): void {
-    partial = NO_LINE;
-    heldLine.release();
+  get bufferedBytes(): number {
+    return this.typeBytes + (this.firstData?.length ?? 0) + this.data.length + this.heldLine.length;
   }
 
-  function reset(): void {
-    stopped = false;
-    bomMatched = 0;
-    crEnded = false;
-    resetEvent();
-    resetLine();
-  }
-
-  function bufferedBytes(): number {
-    return typeBytes + (firstData?.length ?? 0) + data.length + heldLine.length;
-  }
-
-  /** Stops the scanner when the event in progress has outgrown maxEventBytes. */
-  function enforceLimit(): void {
-    if (bufferedBytes() <= maxEventBytes) return;
-    resetEvent();
-    resetLine();
-    stopped = true;
-    onError({
-      type: 'event-too-large',
-      message: `An event exceeded maxEventBytes (${maxEventBytes} bytes); the rest of the stream is not scanned`,
-    });
-  }
-
-  function feed(chunk: Uint8Array): void {
-    if (stopped || chunk.length === 0) return;
+  feed(chunk: Uint8Array): void {
+    if (this.stopped || chunk.length === 0) return;
     const buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-    if (bomMatched < 0) {
-      scan(buf);
+    if (this.bomMatched < 0) {
+      this.scan(buf);
       return;
     }
     // The BOM is stripped once, at the stream start; it may itself arrive split across chunks.
     let i = 0;
-    while (bomMatched + i < BOM.length && i < buf.length && buf[i] === BOM[bomMatched + i]) i++;
-    if (bomMatched + i === BOM.length) {
-      bomMatched = -1;
-      if (i < buf.length) scan(buf.subarray(i));
+    while (this.bomMatched + i < BOM.length && i < buf.length && buf[i] === BOM[this.bomMatched + i]) i++;
+    if (this.bomMatched + i === BOM.length) {
+      this.bomMatched = -1;
+      if (i < buf.length) this.scan(buf.subarray(i));
     } else if (i === buf.length) {
-      bomMatched += i;
+      this.bomMatched += i;
     } else {
       // Not a BOM after all: the bytes held back were the stream's first bytes.
-      const held = BOM.subarray(0, bomMatched);
-      bomMatched = -1;
-      if (held.length > 0) scan(held);
-      if (!stopped) scan(buf);
+      const held = BOM.subarray(0, this.bomMatched);
+      this.bomMatched = -1;
+      if (held.length > 0) this.scan(held);
+      if (!this.stopped) this.scan(buf);
     }
   }
 
-  function scan(buf: Buffer): void {
+  reset(): void {
+    this.stopped = false;
+    this.bomMatched = 0;
+    this.crEnded = false;
+    this.resetEvent();
+    this.resetLine();
+  }
+
+  private resetEvent(): void {
+    this.type = this.defaultType;
+    this.typeBytes = 0;
+    this.want = undefined;
+    this.dataLines = 0;
+    this.firstData = undefined;
+    this.data.release();
+  }
+
+  private resetLine(): void {
+    this.partial = NO_LINE;
+    this.heldLine.release();
+  }
+
+  /** Stops the scanner when the event in progress has outgrown maxEventBytes. */
+  private enforceLimit(): void {
+    if (this.bufferedBytes <= this.maxEventBytes) return;
+    this.resetEvent();
+    this.resetLine();
+    this.stopped = true;
+    this.onError({
+      type: 'event-too-large',
+      message: `An event exceeded maxEventBytes (${this.maxEventBytes} bytes); the rest of the stream is not scanned`,
+    });
+  }
+
+  private scan(buf: Buffer): void {
     const end = buf.length;
     let pos = 0;
-    if (crEnded) {
-      crEnded = false;
+    if (this.crEnded) {
+      this.crEnded = false;
       if (buf[0] === LF) pos = 1;
     }
     // Next LF and CR at or after pos, each searched again only once passed: linear in the chunk
     // whatever the line endings.
     let lf = buf.indexOf(LF, pos);
     let cr = buf.indexOf(CR, pos);
-    while (pos < end && !stopped) {
+    while (pos < end && !this.stopped) {
       if (lf !== -1 && lf < pos) lf = buf.indexOf(LF, pos);
       if (cr !== -1 && cr < pos) cr = buf.indexOf(CR, pos);
       const eol = cr === -1 || (lf !== -1 && lf < cr) ? lf : cr;
       if (eol === -1) {
-        holdLine(buf, pos, end);
+        this.holdLine(buf, pos, end);
         break;
       }
-      if (partial === NO_LINE) {
-        line(buf, pos, eol);
+      if (this.partial === NO_LINE) {
+        this.line(buf, pos, eol);
       } else {
-        finishLine(buf, pos, eol);
+        this.finishLine(buf, pos, eol);
       }
       pos = eol + 1;
       if (buf[eol] === CR) {
-        if (pos === end) crEnded = true;
+        if (pos === end) this.crEnded = true;
         else if (buf[pos] === LF) pos++;
       } else if (buf[pos] === LF) {
         // An empty line right behind: how most events end. Dispatched here, it costs no search.
-        dispatch();
+        this.dispatch();
         pos++;
       }
     }
     // The data of an event still in progress may be a view into this chunk: own it.
-    if (firstData !== undefined) {
-      data.append(firstData);
-      firstData = undefined;
+    if (this.firstData !== undefined) {
+      this.data.append(this.firstData);
+      this.firstData = undefined;
     }
   }
 
   /** Holds (or drops) the start, or a further piece, of a line the chunk ends in the middle of. */
-  function holdLine(buf: Buffer, start: number, end: number): void {
-    if (partial === NO_LINE) partial = HEAD;
-    if (partial === HEAD) {
-      const head = Buffer.concat([heldLine.view(), buf.subarray(start, Math.min(end, start + HEAD_BYTES))]);
+  private holdLine(buf: Buffer, start: number, end: number): void {
+    if (this.partial === NO_LINE) this.partial = HEAD;
+    if (this.partial === HEAD) {
+      const head = Buffer.concat([this.heldLine.view(), buf.subarray(start, Math.min(end, start + HEAD_BYTES))]);
       const kind = lineKind(head, 0, head.length, false);
-      partial = kind === UNDECIDED ? HEAD : kind === EVENT_LINE || (kind === DATA_LINE && decideWant()) ? KEEP : DROP;
+      this.partial = kind === UNDECIDED ? HEAD : kind === EVENT_LINE || (kind === DATA_LINE && this.decideWant()) ? KEEP : DROP;
     }
-    if (partial === DROP) {
-      heldLine.release();
+    if (this.partial === DROP) {
+      this.heldLine.release();
       return;
     }
-    heldLine.append(buf.subarray(start, end));
-    enforceLimit();
+    this.heldLine.append(buf.subarray(start, end));
+    this.enforceLimit();
   }
 
   /** The end of a line begun in an earlier chunk. */
-  function finishLine(buf: Buffer, start: number, end: number): void {
-    if (partial === DROP) {
-      resetLine();
+  private finishLine(buf: Buffer, start: number, end: number): void {
+    if (this.partial === DROP) {
+      this.resetLine();
       return;
     }
-    heldLine.append(buf.subarray(start, end));
+    this.heldLine.append(buf.subarray(start, end));
     // Released before it is read: the view stays valid, and the next line starts a new buffer.
-    const whole = heldLine.view();
-    resetLine();
-    line(whole, 0, whole.length);
+    const whole = this.heldLine.view();
+    this.resetLine();
+    this.line(whole, 0, whole.length);
   }
 
-  function line(buf: Buffer, start: number, end: number): void {
+  private line(buf: Buffer, start: number, end: number): void {
     if (start === end) {
-      dispatch();
+      this.dispatch();
       return;
     }
     const kind = lineKind(buf, start, end, true);
     if (kind === DATA_LINE) {
-      if (want ?? decideWant()) {
+      if (this.want ?? this.decideWant()) {
         const value = buf.subarray(valueStart(buf, start + DATA.length, end), end);
-        if (dataLines === 0) {
-          firstData = value;
+        if (this.dataLines === 0) {
+          this.firstData = value;
         } else {
           // The spec's data buffer: the lines joined by LF.
-          if (firstData !== undefined) data.append(firstData);
-          firstData = undefined;
-          data.append(LF_BYTES);
-          data.append(value);
+          if (this.firstData !== undefined) this.data.append(this.firstData);
+          this.firstData = undefined;
+          this.data.append(LF_BYTES);
+          this.data.append(value);
         }
-        dataLines++;
-        enforceLimit();
+        this.dataLines++;
+        this.enforceLimit();
       }
     } else if (kind === EVENT_LINE) {
       const valueAt = valueStart(buf, start + EVENT.length, end);
-      type = valueAt === end ? defaultType : typeOf(buf, valueAt, end);
-      if (want === false && type !== null) {
-        onError({
+      // The wanted type named by the value, or null; an empty value means the default type.
+      if (valueAt === end) this.type = this.defaultType;
+      else if (this.matchType === undefined) this.type = buf.toString('utf8', valueAt, end);
+      else this.type = this.matchType(buf, valueAt, end);
+      if (this.want === false && this.type !== null) {
+        this.onError({
           type: 'late-event-type',
-          message: `An event was typed ${JSON.stringify(type)} after its data lines had been skipped; it is lost`,
+          message: `An event was typed ${JSON.stringify(this.type)} after its data lines had been skipped; it is lost`,
         });
       }
       // The caller's own strings need no room; a decoded type (every type wanted) does.
-      if (events === undefined) {
-        typeBytes = end - valueAt;
-        enforceLimit();
+      if (this.matchType === undefined) {
+        this.typeBytes = end - valueAt;
+        this.enforceLimit();
       }
     }
     // Comments (":") and the id, retry and unknown fields change nothing the caller reads.
   }
 
-  function decideWant(): boolean {
-    want ??= type !== null;
-    return want;
+  private decideWant(): boolean {
+    this.want ??= this.type !== null;
+    return this.want;
   }
 
-  function dispatch(): void {
+  private dispatch(): void {
     // An event without data lines is not dispatched (spec: "If the data buffer is an empty string").
-    if (want === true && type !== null) {
-      const eventType = type;
-      const eventData = firstData ?? data.view();
+    if (this.want === true && this.type !== null) {
+      const eventType = this.type;
+      const eventData = this.firstData ?? this.data.view();
       // Released before it is read: the view stays valid, and the next event starts a new buffer.
-      resetEvent();
-      onEvent(eventType, eventData);
+      this.resetEvent();
+      this.onEvent(eventType, eventData);
     } else {
-      resetEvent();
+      this.resetEvent();
     }
   }
-
-  return {
-    feed,
-    reset,
-    get bufferedBytes() {
-      return bufferedBytes();
-    },
-  };
-}
-
-function decodeType(buf: Buffer, start: number, end: number): string {
-  return buf.toString('utf8', start, end);
 }
 
 type Matcher = (buf: Buffer, start: number, end: number) => string | null;
