@@ -13,6 +13,8 @@ export interface ApiReader {
   onEvent(type: string, data: Buffer): void;
   /** The parsed body of a non-streaming response. Throwing counts a parse error. */
   onBody(body: unknown): void;
+  /** The stream ended, after its last event. Throwing counts a parse error. */
+  onStreamEnd?(): void;
 }
 
 export function defineExtractor(createReader: (state: ExtractionState) => ApiReader): ExtractorFactory {
@@ -53,6 +55,11 @@ function streamExtractor(reader: ApiReader, state: ExtractionState, limits: Extr
     end() {
       // An unterminated last event is discarded, as SSE clients do.
       scanner.reset();
+      try {
+        reader.onStreamEnd?.();
+      } catch {
+        state.parseErrors++;
+      }
     },
   };
 }

@@ -4,7 +4,10 @@
  *
  * Streaming: usage comes only in the one terminal event, inside the whole response object it
  * repeats (all output text included, often MBs). Every other event is skipped unread, the text
- * deltas and the `…done` events that repeat the text among them.
+ * deltas and the `…done` events that repeat the text among them. `response.created` is kept
+ * unparsed, and read only if the stream ends without the terminal event's id or model: it too is
+ * a whole response object, instructions and tools included (often tens of KB), that the terminal
+ * event repeats.
  */
 import { defineExtractor, get, parseJson, readCounts, readIdentity } from './common.js';
 import type { ExtractionState, Terminal } from './types.js';
@@ -33,31 +36,52 @@ const USAGE_PATHS = {
   reasoningOutputTokens: ['output_tokens_details', 'reasoning_tokens'],
 } as const;
 
-export const responsesExtractor = defineExtractor((state) => ({
-  events: EVENTS,
-  onEvent(name, data) {
-    const event = parseJson(data);
-    const type = name === UNNAMED ? get(event, 'type') : name;
-    if (typeof type !== 'string') return;
-    const terminal = TERMINAL_EVENTS.get(type);
-    if (terminal !== undefined) {
-      readResponse(get(event, 'response'), state);
-      state.terminal = terminal;
-    } else if (type === CREATED) {
-      readResponse(get(event, 'response'), state);
-    } else if (type === ERROR) {
-      // Both shapes seen in the wild, flat {type, code, message} and nested {type, error: {…}}.
-      state.terminal = 'failed';
-    }
-  },
-  onBody(body) {
-    readResponse(body, state);
-    const status = get(body, 'status');
-    if (ENDED.has(status)) state.terminal = status as Terminal;
-    // An HTTP error answers {"error": {…}} instead of a response object.
-    else if (get(body, 'error') != null) state.terminal = 'failed';
-  },
-}));
+export const responsesExtractor = defineExtractor((state) => {
+  const nothingRead = state.usage;
+  /** The data of the latest `response.created`, copied: an event's data is only valid during the call. */
+  let created: Buffer | undefined;
+  return {
+    events: EVENTS,
+    onEvent(name, data) {
+      if (name === CREATED) {
+        created = Buffer.from(data);
+        return;
+      }
+      const event = parseJson(data);
+      const type = name === UNNAMED ? get(event, 'type') : name;
+      if (typeof type !== 'string') return;
+      const terminal = TERMINAL_EVENTS.get(type);
+      if (terminal !== undefined) {
+        readResponse(get(event, 'response'), state);
+        state.terminal = terminal;
+      } else if (type === CREATED) {
+        // An unnamed one: parsed already, to find its type.
+        readResponse(get(event, 'response'), state);
+      } else if (type === ERROR) {
+        // Both shapes seen in the wild, flat {type, code, message} and nested {type, error: {…}}.
+        state.terminal = 'failed';
+      }
+    },
+    onBody(body) {
+      readResponse(body, state);
+      const status = get(body, 'status');
+      if (ENDED.has(status)) state.terminal = status as Terminal;
+      // An HTTP error answers {"error": {…}} instead of a response object.
+      else if (get(body, 'error') != null) state.terminal = 'failed';
+    },
+    onStreamEnd() {
+      const { responseId, responseModel, usage } = state;
+      if (created === undefined || (responseId !== undefined && responseModel !== undefined && usage !== nothingRead)) return;
+      const data = created;
+      created = undefined;
+      // response.created opens the stream: whatever a later event said wins, it only fills the rest.
+      readResponse(get(parseJson(data), 'response'), state);
+      state.responseId = responseId ?? state.responseId;
+      state.responseModel = responseModel ?? state.responseModel;
+      if (usage !== nothingRead) state.usage = usage;
+    },
+  };
+});
 
 function readResponse(response: unknown, state: ExtractionState): void {
   readIdentity(response, state);

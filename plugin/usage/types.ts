@@ -21,7 +21,11 @@ export interface Usage {
 /** How the provider ended the response, as the response body itself says. */
 export type Terminal = 'completed' | 'incomplete' | 'failed';
 
-/** What an extractor has learned so far; read at any time (usage known so far on a broken stream). */
+/**
+ * What an extractor has learned so far; read at any time (usage known so far on a broken stream).
+ * An id or model that a stream gives only in its opening event (Responses' `response.created`) is
+ * there once end() has run.
+ */
 export interface ExtractionState {
   usage: Usage;
   /** Set once the body's terminal event (or the whole non-streaming body) has passed. */

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { responsesExtractor } from '../../plugin/usage/index.js';
-import { describeFixtures, describeRobustness, extract, feedEndlessFrame, readFixture } from './replay.js';
+import { countJsonParses, describeFixtures, describeRobustness, extract, feedEndlessFrame, readFixture } from './replay.js';
 
 describe('usage: OpenAI Responses', () => {
   describeFixtures(responsesExtractor, [
@@ -87,6 +87,40 @@ describe('usage: OpenAI Responses', () => {
       extractor.feed(completed);
       expect(extractor.state.terminal).to.equal('completed');
       expect(extractor.state.usage.outputTokens).to.equal(830);
+    });
+
+    it('parses only the terminal event of a complete stream: response.created, which it repeats, stays unread', () => {
+      expect(countJsonParses(() => extract(responsesExtractor, [completed]))).to.equal(1);
+    });
+
+    it('a stream cut before its terminal event takes the id and model from response.created, at its end', () => {
+      const text = completed.toString('utf8');
+      const cut = Buffer.from(text.slice(0, text.indexOf('event: response.completed')));
+      const extractor = responsesExtractor(true, { maxEventBytes: 1024 * 1024 });
+      extractor.feed(cut);
+      expect(extractor.state.responseId).to.equal(undefined);
+      expect(countJsonParses(() => extractor.end())).to.equal(1);
+      expect(extractor.state).to.deep.equal({
+        usage: {},
+        responseId: 'resp_0a1b2c3d4e5f60718293a4b5c6d7e8f9',
+        responseModel: 'gpt-5-2025-08-07',
+        parseErrors: 0,
+      });
+    });
+
+    it('what the terminal event says wins over response.created, which fills only what it left out', () => {
+      const frame = (type: string, response: object) => `event: ${type}\ndata: ${JSON.stringify({ type, response })}\n\n`;
+      const stream = Buffer.from(
+        frame('response.created', { id: 'resp_created', model: 'model-created', usage: null }) +
+          frame('response.failed', { id: 'resp_failed', usage: null }),
+      );
+      expect(extract(responsesExtractor, [stream])).to.deep.equal({
+        usage: {},
+        terminal: 'failed',
+        responseId: 'resp_failed',
+        responseModel: 'model-created',
+        parseErrors: 0,
+      });
     });
 
     it('reads events without `event:` lines by their data type', () => {
