@@ -103,7 +103,10 @@ class Scanner implements SseScanner {
   private readonly maxEventBytes: number;
   private readonly onEvent: SseScannerConfig['onEvent'];
   private readonly onError: SseScannerConfig['onError'];
-  /** Decodes or matches an `event:` value; undefined when every type is wanted. */
+  /**
+   * Finds an `event:` value among the wanted types; undefined when every type is wanted (the value
+   * is then decoded).
+   */
   private readonly matchType: Matcher | undefined;
   private readonly defaultType: string | null;
 
