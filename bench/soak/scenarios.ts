@@ -288,7 +288,10 @@ export async function postgresRestart(context: ScenarioContext, options: Restart
 }
 
 interface Outage {
+  /** When the stop was asked for: PostgreSQL still commits what it is running until it is down. */
   stoppedAt: number;
+  /** When pg_ctl stop returned: the server is down from here. */
+  downAt: number;
   startedAt: number;
   upAt: number;
 }
@@ -297,13 +300,14 @@ interface Outage {
 async function outage(context: ScenarioContext, seconds: number): Promise<Outage> {
   const stoppedAt = Date.now();
   await context.pg.stop();
-  context.log(`PostgreSQL stopped (pg_ctl stop -m fast, ${Date.now() - stoppedAt} ms)`);
+  const downAt = Date.now();
+  context.log(`PostgreSQL stopped (pg_ctl stop -m fast, ${downAt - stoppedAt} ms)`);
   await sleep(seconds * 1000);
   const startedAt = Date.now();
   await context.pg.start();
   const upAt = Date.now();
   context.log(`PostgreSQL started again after ${((startedAt - stoppedAt) / 1000).toFixed(1)} s down (pg_ctl start: ${upAt - startedAt} ms)`);
-  return { stoppedAt, startedAt, upAt };
+  return { stoppedAt, downAt, startedAt, upAt };
 }
 
 async function failClosed(context: ScenarioContext, options: RestartOptions): Promise<ScenarioReport> {
@@ -326,7 +330,7 @@ async function failClosed(context: ScenarioContext, options: RestartOptions): Pr
     await loop.done;
     const rejected = book.sent.filter((s) => s.result === 'rejected');
     const duringOutage = rejected.filter((s) => s.endedAt >= times.stoppedAt && s.startedAt <= times.upAt + 5000);
-    const admittedDuring = book.count((s) => s.status === 200 && s.startedAt > times.stoppedAt && s.startedAt < times.startedAt);
+    const admittedDuring = book.count((s) => s.status === 200 && s.startedAt > times.downAt && s.startedAt < times.startedAt);
     const lastRejected = Math.max(0, ...rejected.map((s) => s.endedAt));
     const retryAfter = [...new Set(rejected.map((s) => s.retryAfter))].join(', ');
     log(
@@ -370,7 +374,7 @@ async function failOpen(context: ScenarioContext, options: RestartOptions): Prom
     await loop.done;
     const unmetered = (await stack.metric('tollgate_unmetered_requests_total', { provider: 'openai' })) ?? 0;
     const completed = book.count((s) => s.result === 'completed');
-    const servedDuring = book.count((s) => s.status === 200 && s.startedAt > times.stoppedAt && s.startedAt < times.startedAt);
+    const servedDuring = book.count((s) => s.status === 200 && s.startedAt > times.downAt && s.startedAt < times.startedAt);
     log(
       `fail open: ${book.sent.length} requests, ${completed} completed, ${book.count((s) => s.result === 'rejected')} × 503, ${book.unexpected().length} unexpected; ` +
         `${servedDuring} served while PostgreSQL was down; tollgate_unmetered_requests_total = ${unmetered}`,
