@@ -61,7 +61,8 @@ export const RESERVE = `
 /**
  * One array per column, one element per request, in arrival order: $1 reservation ids,
  * $2 accounts, $3 amounts, $4 TTL seconds, $5 providers, $6 models, $7 pricing versions. A
- * function (migrations/002_reserve_group.sql, which says how it works) so that its plan is kept.
+ * function (migrations/002_reserve_group.sql, and 003 which replaced its body; they say how it
+ * works) so that its plan is kept.
  */
 export const RESERVE_GROUP = `
   SELECT expires_at, available

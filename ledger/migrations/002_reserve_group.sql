@@ -1,3 +1,6 @@
+-- 003_reserve_group_loop.sql replaces reserve_group's body: the same result, decided by a PL/pgSQL
+-- loop instead of the recursive walk below, which cost most of the function's time.
+--
 -- The gateway's group reserve, as a function so that its plan is kept: PL/pgSQL prepares the
 -- statements of a function once per connection, where a statement sent on its own is parsed and
 -- planned on every call. PGlite, the embedded ledger, has no named prepared statements, and there

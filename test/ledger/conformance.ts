@@ -618,7 +618,7 @@ export function ledgerConformance(open: OpenTestLedger): void {
 
     it('records each applied migration', async () => {
       const rows = await db.query('SELECT version FROM schema_migrations ORDER BY version');
-      expect(rows.map((row) => row.version)).to.deep.equal(['001', '002']);
+      expect(rows.map((row) => row.version)).to.deep.equal(['001', '002', '003']);
     });
   });
 }

@@ -18,8 +18,8 @@ type CostKind = 'missing' | 'zero' | 'below' | 'exact' | 'above';
 
 type Step =
   | { kind: 'reserve'; account: number; amount: number; shortTtl: boolean }
-  /** Reserves on one account submitted at once: they go to the database as a group (group commit). */
-  | { kind: 'burst'; account: number; amounts: number[]; shortTtl: boolean }
+  /** Reserves submitted at once, on accounts in any order: they go to the database as a group (group commit). */
+  | { kind: 'burst'; items: Array<{ account: number; amount: number }>; shortTtl: boolean }
   | { kind: 'settle'; policy: OverrunPolicy; items: Array<{ pick: number; cost: CostKind; wrongAccount: boolean; unknown: boolean }> }
   | { kind: 'expire'; hours: 0 | 2 | 48 }
   | { kind: 'topUp'; account: number; amount: number };
@@ -48,8 +48,7 @@ const step: fc.Arbitrary<Step> = fc.oneof(
     weight: 2,
     arbitrary: fc.record({
       kind: fc.constant('burst' as const),
-      account: fc.nat(2),
-      amounts: fc.array(fc.integer({ min: 1, max: 6_000_000 }), { minLength: 2, maxLength: 6 }),
+      items: fc.array(fc.record({ account: fc.nat(2), amount: fc.integer({ min: 1, max: 6_000_000 }) }), { minLength: 2, maxLength: 6 }),
       shortTtl: fc.boolean(),
     }),
   },
@@ -147,12 +146,12 @@ async function run(ledger: SqlLedger, openings: number[], steps: Step[]): Promis
   for (const [index, current] of steps.entries()) {
     const context = `step ${index} ${JSON.stringify(current)}`;
     if (current.kind === 'reserve' || current.kind === 'burst') {
-      const account = ACCOUNTS[current.account]!;
-      const amounts = current.kind === 'reserve' ? [current.amount] : current.amounts;
-      const requests = amounts.map((amount) => reserveRequest(account, amount, current.shortTtl ? 60 : 6 * 3_600));
+      const items = current.kind === 'reserve' ? [current] : current.items;
+      const requests = items.map(({ account, amount }) => reserveRequest(ACCOUNTS[account]!, amount, current.shortTtl ? 60 : 6 * 3_600));
       const results = await Promise.all(requests.map((request) => ledger.reserve(request)));
       // The same as one reserve after another, in the order they were submitted.
       for (const [i, request] of requests.entries()) {
+        const account = request.accountId;
         const available = model.balance.get(account)! - model.held.get(account)!;
         const result = results[i]!;
         if (available >= request.amount) {
