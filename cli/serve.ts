@@ -17,7 +17,7 @@ import { defaultPricing } from '../plugin/default-pricing.js';
 import { upstreamUrlProblem } from '../plugin/options.js';
 import { loadPricing, type PricingTable } from '../plugin/pricing.js';
 import { parseSigningKeys, type SigningKey } from '../plugin/signing.js';
-import { tollgate } from '../plugin/index.js';
+import { expressServerClasses, tollgate } from '../plugin/index.js';
 import { billingTracing } from './tracing.js';
 import { parseCommandLine, UsageError } from './args.js';
 
@@ -330,7 +330,8 @@ async function startOn(
     if (res.headersSent) res.destroy();
     else res.status(500).json({ error: { message: 'internal error', type: 'server_error' } });
   });
-  const server = http.createServer(app);
+  // Requests and responses keep shared hidden classes through Express (server-classes.ts).
+  const server = http.createServer(expressServerClasses(app), app);
   // Slow clients (slowloris) may not hold a connection open without sending: headers must arrive
   // within 15 s, a whole request body within 2 minutes (bodies are MBs; responses are not bound).
   server.headersTimeout = 15_000;

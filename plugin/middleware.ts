@@ -16,6 +16,7 @@ import { hasControlCharacter, parseOptions, type ResolvedOptions } from './optio
 import { createUpstream, restoreResponseHeaders, UpstreamConnectTimeout, type Upstream } from './proxy.js';
 import { gatewayKey, readBody, type BodyResult } from './request.js';
 import { routeFor, type Route } from './routes.js';
+import { hasServerClass } from './server-classes.js';
 import type { RejectionReason } from './semconv.js';
 import { Telemetry } from './telemetry.js';
 import { throttledLogger } from './throttled-log.js';
@@ -157,8 +158,8 @@ export function tollgate(options: TollgateOptions): TollgateMiddleware {
       next();
       return;
     }
-    shareHiddenClass(req);
-    shareHiddenClass(res);
+    if (!hasServerClass(req)) shareHiddenClass(req);
+    if (!hasServerClass(res)) shareHiddenClass(res);
     // Until it has a MeteredRequest (or is rejected), the request is tracked by its admission.
     track({ done: meter(req, res, next, route).catch(next), admitting: res });
   };
@@ -192,15 +193,16 @@ export function tollgate(options: TollgateOptions): TollgateMiddleware {
 const SCRATCH = Symbol('tollgate scratch');
 
 /**
- * Hand-written for the hot path: Express gives `req` and `res` their prototypes on every request
- * (Object.setPrototypeOf), and V8 then gives each property added to them afterwards a hidden
- * class of that one object. No property cache ever hits on them again — not in Express, nor in
- * express-http-proxy, nor in Node's own HTTP code writing each chunk, nor here — and every first
- * read of a property costs 0.1–1 µs (measured alone: `res.headersSent` 507 ns against 48 on a
- * plain node:http response). A property deleted from such an object (whose hidden class has no
- * parent to go back to) turns it into a dictionary, and dictionaries with the same prototype
- * share one hidden class: each read is then a hash lookup of tens of ns. The property is a
- * symbol, gone as soon as it is added: nothing visible changes. About 2 µs per object.
+ * Hand-written for the hot path, for servers not made with expressServerClasses (see
+ * server-classes.ts; `tollgate serve` is): once Express has given `req` and `res` their
+ * prototypes, V8 gives each property added to them a hidden class of that one object. No
+ * property cache ever hits on them again — not in Express, nor in express-http-proxy, nor in
+ * Node's own HTTP code writing each chunk, nor here — and every first read of a property costs
+ * 0.1–1 µs (measured alone: `res.headersSent` 507 ns against 48 on a plain node:http response).
+ * A property deleted from such an object (whose hidden class has no parent to go back to) turns
+ * it into a dictionary, and dictionaries with the same prototype share one hidden class: each
+ * read is then a hash lookup of tens of ns. The property is a symbol, gone as soon as it is
+ * added: nothing visible changes. About 2 µs per object.
  */
 function shareHiddenClass(object: object): void {
   const scratch = object as Record<symbol, unknown>;
