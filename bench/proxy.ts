@@ -1,7 +1,12 @@
 /**
  * Streaming SSE through tollgate vs bare express-http-proxy (keep-alive restored) on the same
  * upstream: requests/s, p99 latency and CPU per request of the proxy under test, in interleaved
- * rounds (A B A B …), with the median ratio.
+ * rounds (A B C A B C …), with the median ratio.
+ *
+ * Two bare proxies: as an Express app is usually served (`http.createServer(app)`, the baseline
+ * the targets are against), and served with expressServerClasses as `tollgate serve` is
+ * (plugin/server-classes.ts), which spares every request Express's unshared hidden classes. The
+ * second ratio is tollgate's own cost, like for like.
  *
  * The gateway runs the compiled package (dist/, built first), as `npx tollgate serve` does.
  *
@@ -11,9 +16,9 @@
  *   [DATABASE_URL=postgres://…] npx tsx bench/proxy.ts [--rounds 5] [--seconds 6] [--warmup 10] [--connections 50] [--ledger URL]
  *
  * Without --ledger: the embedded ledger, then (with DATABASE_URL) PostgreSQL in a schema of its
- * own; each against the same bare proxy, in rounds of their own.
+ * own; each against the same bare proxies, in rounds of their own.
  *
- * The same file is the child processes: `bench/proxy.ts upstream|bare|tollgate PORT …`.
+ * The same file is the child processes: `bench/proxy.ts upstream|bare|bare-classes|tollgate PORT …`.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import http from 'node:http';
@@ -23,6 +28,7 @@ import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import express from 'express';
 import proxy from 'express-http-proxy';
+import { expressServerClasses } from '../plugin/server-classes.js';
 import { createSchema, DATABASE_URL } from '../test/ledger/databases.js';
 import { ledgerUrl } from '../test/support/processes.js';
 
@@ -69,7 +75,7 @@ async function runUpstream(): Promise<void> {
   console.log(await listen(server));
 }
 
-async function runBare(upstreamPort: number): Promise<void> {
+async function runBare(upstreamPort: number, serverClasses: boolean): Promise<void> {
   const agent = new http.Agent({ keepAlive: true });
   const app = express();
   app.use(
@@ -81,7 +87,7 @@ async function runBare(upstreamPort: number): Promise<void> {
       },
     }),
   );
-  console.log(await listen(http.createServer(app)));
+  console.log(await listen(serverClasses ? http.createServer(expressServerClasses(app), app) : http.createServer(app)));
 }
 
 async function runTollgate(upstreamPort: number, sinkUrl: string, ledger: string): Promise<void> {
@@ -172,45 +178,51 @@ async function load(port: number, pid: number, seconds: number, connections: num
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 const range = (values: number[]) => `${Math.min(...values).toFixed(2)}–${Math.max(...values).toFixed(2)}`;
 
+type Child = { process: ChildProcess; port: number };
+
 interface Setup {
   rounds: number;
   seconds: number;
   warmup: number;
   connections: number;
   sinkUrl: string;
-  upstream: { process: ChildProcess; port: number };
-  bare: { process: ChildProcess; port: number };
+  upstream: Child;
+  bare: Child;
+  bareClasses: Child;
 }
 
-/** Interleaved rounds of the bare proxy and a gateway on `ledger`; prints the rounds and the ratios. */
-async function compare({ rounds, seconds, warmup, connections, sinkUrl, upstream, bare }: Setup, ledger: string, label: string, target: number): Promise<void> {
+/**
+ * Interleaved rounds of the two bare proxies and a gateway on `ledger`; prints the rounds and the
+ * ratios.
+ */
+async function compare({ rounds, seconds, warmup, connections, sinkUrl, upstream, bare, bareClasses }: Setup, ledger: string, label: string, target: number): Promise<void> {
   const gateway = await child('tollgate', 1, [String(upstream.port), sinkUrl, ledger]);
+  const measured = { bare, 'bare+classes': bareClasses, tollgate: gateway };
+  const run = async (name: keyof typeof measured, duration: number) => load(measured[name].port, measured[name].process.pid!, duration, connections);
   try {
     console.log(`ledger: ${label}`);
-    // Warm both (JIT, connection pools) before measuring. The embedded ledger needs the longer
+    // Warm all (JIT, connection pools) before measuring. The embedded ledger needs the longer
     // warm-up: V8 compiles PGlite's WebAssembly quickly first and optimises its hot functions
     // over the following seconds (a gateway's steady state, not its first seconds, is measured).
-    await load(bare.port, bare.process.pid!, warmup, connections);
-    await load(gateway.port, gateway.process.pid!, warmup, connections);
-    const rows: Array<{ bare: Round; tollgate: Round }> = [];
+    for (const name of Object.keys(measured) as Array<keyof typeof measured>) await run(name, warmup);
+    const rows: Array<Record<keyof typeof measured, Round>> = [];
     for (let i = 0; i < rounds; i++) {
-      const a = await load(bare.port, bare.process.pid!, seconds, connections);
-      const b = await load(gateway.port, gateway.process.pid!, seconds, connections);
-      rows.push({ bare: a, tollgate: b });
-      console.log(
-        `  round ${i + 1}: bare ${a.rps.toFixed(0)} req/s p99 ${a.p99} ms ${a.cpuMicrosPerRequest.toFixed(0)} µs CPU/req | ` +
-          `tollgate ${b.rps.toFixed(0)} req/s p99 ${b.p99} ms ${b.cpuMicrosPerRequest.toFixed(0)} µs CPU/req` +
-          (a.errors + b.errors ? ` (errors: bare ${a.errors}, tollgate ${b.errors})` : ''),
-      );
+      const row = { bare: await run('bare', seconds), 'bare+classes': await run('bare+classes', seconds), tollgate: await run('tollgate', seconds) };
+      rows.push(row);
+      const shown = Object.entries(row).map(([name, r]) => `${name} ${r.rps.toFixed(0)} req/s p99 ${r.p99} ms ${r.cpuMicrosPerRequest.toFixed(0)} µs CPU/req`);
+      const errors = Object.entries(row).filter(([, r]) => r.errors > 0);
+      console.log(`  round ${i + 1}: ${shown.join(' | ')}` + (errors.length ? ` (errors: ${errors.map(([name, r]) => `${name} ${r.errors}`).join(', ')})` : ''));
     }
-    const rpsRatios = rows.map((row) => row.tollgate.rps / row.bare.rps);
-    const p99Ratios = rows.map((row) => row.tollgate.p99 / row.bare.p99);
-    const cpuRatios = rows.map((row) => row.tollgate.cpuMicrosPerRequest / row.bare.cpuMicrosPerRequest);
-    console.log(`  req/s ratio tollgate/bare: median ${median(rpsRatios).toFixed(2)} (${range(rpsRatios)}) — target >= ${target.toFixed(2)}`);
-    console.log(`  p99 ratio tollgate/bare:   median ${median(p99Ratios).toFixed(2)} (${range(p99Ratios)}) — target <= 1.2`);
+    const ratios = (baseline: keyof typeof measured, of: (r: Round) => number) => rows.map((row) => of(row.tollgate) / of(row[baseline]));
+    const summary = (values: number[]) => `median ${median(values).toFixed(2)} (${range(values)})`;
+    console.log(`  req/s ratio tollgate/bare:         ${summary(ratios('bare', (r) => r.rps))} — target >= ${target.toFixed(2)}`);
+    console.log(`  p99 ratio tollgate/bare:           ${summary(ratios('bare', (r) => r.p99))} — target <= 1.2`);
+    console.log(`  req/s ratio tollgate/bare+classes: ${summary(ratios('bare+classes', (r) => r.rps))} (like for like)`);
+    console.log(`  p99 ratio tollgate/bare+classes:   ${summary(ratios('bare+classes', (r) => r.p99))}`);
+    const cpu = (name: keyof typeof measured) => median(rows.map((row) => row[name].cpuMicrosPerRequest)).toFixed(0);
     console.log(
-      `  CPU per request: bare ${median(rows.map((r) => r.bare.cpuMicrosPerRequest)).toFixed(0)} µs, tollgate ` +
-        `${median(rows.map((r) => r.tollgate.cpuMicrosPerRequest)).toFixed(0)} µs, ratio median ${median(cpuRatios).toFixed(2)} (${range(cpuRatios)})`,
+      `  CPU per request: bare ${cpu('bare')} µs, bare+classes ${cpu('bare+classes')} µs, tollgate ${cpu('tollgate')} µs; ` +
+        `ratio to bare ${summary(ratios('bare', (r) => r.cpuMicrosPerRequest))}, to bare+classes ${summary(ratios('bare+classes', (r) => r.cpuMicrosPerRequest))}`,
     );
   } finally {
     gateway.process.kill('SIGKILL');
@@ -237,6 +249,7 @@ async function orchestrate(argv: string[]): Promise<void> {
   const sink = await startSpanSink();
   const upstream = await child('upstream', 0, []);
   const bare = await child('bare', 1, [String(upstream.port)]);
+  const bareClasses = await child('bare-classes', 1, [String(upstream.port)]);
   // PostgreSQL (with DATABASE_URL) in a schema of its own, dropped at the end.
   const schema = values.ledger === undefined && DATABASE_URL !== undefined ? await createSchema(DATABASE_URL) : undefined;
   try {
@@ -244,7 +257,7 @@ async function orchestrate(argv: string[]): Promise<void> {
       `streaming SSE (${EVENTS} events, ~${((EVENTS * EVENT_BYTES) / 1024).toFixed(0)} KiB) — ${connections} connections, ` +
         `${seconds}s × ${rounds} rounds each, proxies ${hasTaskset ? 'pinned to core 1, rest on core 0' : 'unpinned (no taskset)'}`,
     );
-    const setup = { rounds, seconds, warmup, connections, sinkUrl: sink.url, upstream, bare };
+    const setup = { rounds, seconds, warmup, connections, sinkUrl: sink.url, upstream, bare, bareClasses };
     if (values.ledger !== undefined) await compare(setup, values.ledger, values.ledger, values.ledger.startsWith('postgres') ? 0.8 : 0.9);
     else {
       await compare(setup, 'memory://', 'embedded (PGlite in memory)', 0.9);
@@ -253,7 +266,7 @@ async function orchestrate(argv: string[]): Promise<void> {
     }
     console.log(`  span export bytes received by the sink: ${sink.spans()}`);
   } finally {
-    for (const { process: proc } of [upstream, bare]) proc.kill('SIGKILL');
+    for (const { process: proc } of [upstream, bare, bareClasses]) proc.kill('SIGKILL');
     sink.close();
     await schema?.drop();
   }
@@ -263,6 +276,6 @@ const [role, ...rest] = process.argv.slice(2);
 // Exit cleanly on SIGINT, so that a child started with --cpu-prof writes its profile.
 process.on('SIGINT', () => process.exit(0));
 if (role === 'upstream') await runUpstream();
-else if (role === 'bare') await runBare(Number(rest[0]));
+else if (role === 'bare' || role === 'bare-classes') await runBare(Number(rest[0]), role === 'bare-classes');
 else if (role === 'tollgate') await runTollgate(Number(rest[0]), rest[1]!, rest[2]!);
 else await orchestrate(process.argv.slice(2));
