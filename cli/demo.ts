@@ -226,7 +226,7 @@ async function drive(gateway: string, requests: PlannedRequest[], concurrency: n
 async function waitUntilSettled(ledger: Ledger, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   // Every reservation exists by now (the gateway reserves before it answers); spans reach
-  // settlement in batches every 200 ms.
+  // settlement in batches at least every 50 ms (cli/tracing.ts).
   while ((await ledger.openReservations()) > 0) {
     if (Date.now() > deadline) throw new Error(`reservations still open after ${timeoutMs / 1000} s`);
     await new Promise((resolve) => setTimeout(resolve, 100));
