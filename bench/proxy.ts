@@ -11,7 +11,9 @@
  * The gateway runs the compiled package (dist/, built first), as `npx tollgate serve` does.
  *
  * Placement (../shared/BENCHMARKING.md): the proxy under test runs alone on core 1 (taskset); the
- * upstream, the load generator (autocannon) and the span sink share core 0.
+ * upstream, the load generator (autocannon), the span sink and a PostgreSQL server on this
+ * machine run on core 0. Each round prints how busy core 0 was, which must stay below 100% for
+ * the proxy to be what is measured.
  *
  *   [DATABASE_URL=postgres://…] npx tsx bench/proxy.ts [--rounds 5] [--seconds 6] [--warmup 10] [--connections 50] [--ledger URL]
  *
@@ -120,6 +122,38 @@ async function startSpanSink(): Promise<{ url: string; spans: () => number; clos
 
 const hasTaskset = spawnSync('taskset', ['--version']).status === 0;
 
+/** Sets the cores of `pid` and all its threads; false when taskset cannot (not allowed, no such process). */
+function setCores(pid: number, cores: string): boolean {
+  return hasTaskset && spawnSync('taskset', ['-a', '-p', '-c', cores, String(pid)]).status === 0;
+}
+
+/**
+ * Moves the machine's PostgreSQL processes (named `postgres`) to core 0, with the backends they
+ * fork from now on (the gateway's connections): unpinned, a backend answering the gateway runs on
+ * the gateway's core half the time. Returns what puts them back, or undefined when they could not
+ * be moved (not allowed, no local server).
+ */
+function pinLocalPostgres(): (() => void) | undefined {
+  const pids = spawnSync('pgrep', ['-x', 'postgres'], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean).map(Number);
+  const before = new Map<number, string>();
+  for (const pid of pids) {
+    const shown = spawnSync('taskset', ['-c', '-p', String(pid)], { encoding: 'utf8' }).stdout; // "pid N's current affinity list: 0,1"
+    const cores = shown.split(': ')[1]?.trim();
+    if (cores && setCores(pid, '0')) before.set(pid, cores);
+  }
+  if (before.size === 0) return undefined;
+  return () => {
+    for (const [pid, cores] of before) setCores(pid, cores);
+  };
+}
+
+/** Busy and total jiffies of core 0 so far (/proc/stat). */
+function core0(): { busy: number; total: number } {
+  const fields = readFileSync('/proc/stat', 'utf8').split('\n').find((line) => line.startsWith('cpu0 '))!.trim().split(/\s+/).slice(1).map(Number);
+  const total = fields.reduce((sum, value) => sum + value, 0);
+  return { busy: total - fields[3]! - fields[4]!, total };
+}
+
 /** Starts this file in another role, on the given core, and waits for the port it prints. */
 function child(role: string, core: number, args: string[]): Promise<{ process: ChildProcess; port: number }> {
   const command = [process.execPath, '--import', 'tsx', new URL(import.meta.url).pathname, role, ...args];
@@ -139,6 +173,8 @@ function cpuSeconds(pid: number): number {
 
 interface Round {
   rps: number;
+  /** How busy core 0 (everything but the proxy) was, 0–1. */
+  core0: number;
   p50: number;
   p99: number;
   cpuMicrosPerRequest: number;
@@ -147,6 +183,7 @@ interface Round {
 
 async function load(port: number, pid: number, seconds: number, connections: number): Promise<Round> {
   const cpuBefore = cpuSeconds(pid);
+  const core0Before = core0();
   let sent = 0;
   const result = await autocannon({
     url: `http://127.0.0.1:${port}/v1/responses`,
@@ -165,9 +202,11 @@ async function load(port: number, pid: number, seconds: number, connections: num
     ],
   });
   const cpu = cpuSeconds(pid) - cpuBefore;
+  const core0After = core0();
   const requests = result.requests.total;
   return {
     rps: result.requests.average,
+    core0: (core0After.busy - core0Before.busy) / (core0After.total - core0Before.total),
     p50: result.latency.p50,
     p99: result.latency.p99,
     cpuMicrosPerRequest: (cpu / Math.max(requests, 1)) * 1e6,
@@ -209,7 +248,7 @@ async function compare({ rounds, seconds, warmup, connections, sinkUrl, upstream
     for (let i = 0; i < rounds; i++) {
       const row = { bare: await run('bare', seconds), 'bare+classes': await run('bare+classes', seconds), tollgate: await run('tollgate', seconds) };
       rows.push(row);
-      const shown = Object.entries(row).map(([name, r]) => `${name} ${r.rps.toFixed(0)} req/s p99 ${r.p99} ms ${r.cpuMicrosPerRequest.toFixed(0)} µs CPU/req`);
+      const shown = Object.entries(row).map(([name, r]) => `${name} ${r.rps.toFixed(0)} req/s p99 ${r.p99} ms ${r.cpuMicrosPerRequest.toFixed(0)} µs CPU/req (core 0 ${(100 * r.core0).toFixed(0)}%)`);
       const errors = Object.entries(row).filter(([, r]) => r.errors > 0);
       console.log(`  round ${i + 1}: ${shown.join(' | ')}` + (errors.length ? ` (errors: ${errors.map(([name, r]) => `${name} ${r.errors}`).join(', ')})` : ''));
     }
@@ -246,6 +285,9 @@ async function orchestrate(argv: string[]): Promise<void> {
   const connections = Number(values.connections);
   const build = spawnSync('npm', ['run', '--silent', 'build'], { stdio: 'inherit' });
   if (build.status !== 0) throw new Error('npm run build failed');
+  // This process is the load generator and the span sink.
+  const pinned = setCores(process.pid, '0');
+  const unpinPostgres = pinned ? pinLocalPostgres() : undefined;
   const sink = await startSpanSink();
   const upstream = await child('upstream', 0, []);
   const bare = await child('bare', 1, [String(upstream.port)]);
@@ -255,7 +297,8 @@ async function orchestrate(argv: string[]): Promise<void> {
   try {
     console.log(
       `streaming SSE (${EVENTS} events, ~${((EVENTS * EVENT_BYTES) / 1024).toFixed(0)} KiB) — ${connections} connections, ` +
-        `${seconds}s × ${rounds} rounds each, proxies ${hasTaskset ? 'pinned to core 1, rest on core 0' : 'unpinned (no taskset)'}`,
+        `${seconds}s × ${rounds} rounds each, proxies ${pinned ? 'pinned to core 1, rest on core 0' : 'unpinned (no taskset)'}` +
+        `${pinned && !unpinPostgres ? ' (but not PostgreSQL: its processes could not be moved)' : ''}`,
     );
     const setup = { rounds, seconds, warmup, connections, sinkUrl: sink.url, upstream, bare, bareClasses };
     if (values.ledger !== undefined) await compare(setup, values.ledger, values.ledger, values.ledger.startsWith('postgres') ? 0.8 : 0.9);
@@ -269,6 +312,7 @@ async function orchestrate(argv: string[]): Promise<void> {
     for (const { process: proc } of [upstream, bare, bareClasses]) proc.kill('SIGKILL');
     sink.close();
     await schema?.drop();
+    unpinPostgres?.();
   }
 }
 
