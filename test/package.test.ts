@@ -27,7 +27,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import express from 'express';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
-import { tollgate } from 'tollgate';
+import { expressServerClasses, tollgate } from 'tollgate';
 import { openLedger } from 'tollgate/ledger';
 import { createSettlementServer } from 'tollgate/collector';
 
@@ -68,7 +68,7 @@ const metering = tollgate({
 });
 const app = express();
 app.use(metering);
-const gateway = http.createServer(app);
+const gateway = http.createServer(expressServerClasses(app), app);
 const gatewayUrl = await listen(gateway);
 
 const reply = await fetch(gatewayUrl + '/v1/responses', {
