@@ -31,13 +31,21 @@ export interface ServerClasses {
 /** The prototypes of the classes made here: their objects need no help from the middleware. */
 const adoptedPrototypes = new WeakSet<object>();
 
+/** The classes made for each app: a second server of the same app (HTTP and HTTPS) shares them. */
+const classesOf = new WeakMap<Express, ServerClasses>();
+
 export function expressServerClasses(app: Express): ServerClasses {
-  const Request = class extends http.IncomingMessage {};
-  const Response = class extends http.ServerResponse {};
-  adopt(app, 'request', Request.prototype);
-  adopt(app, 'response', Response.prototype);
-  // The class is not generic as ServerResponse is; the server makes it with its own requests.
-  return { IncomingMessage: Request, ServerResponse: Response as typeof http.ServerResponse };
+  let classes = classesOf.get(app);
+  if (classes === undefined) {
+    const Request = class extends http.IncomingMessage {};
+    const Response = class extends http.ServerResponse {};
+    adopt(app, 'request', Request.prototype);
+    adopt(app, 'response', Response.prototype);
+    // The class is not generic as ServerResponse is; the server makes it with its own requests.
+    classes = { IncomingMessage: Request, ServerResponse: Response as typeof http.ServerResponse };
+    classesOf.set(app, classes);
+  }
+  return classes;
 }
 
 /** Makes `prototype` the app's request (or response) prototype in place of the one Express made. */

@@ -82,5 +82,13 @@ for (const [name, express] of [['Express 5', express5], ['Express 4', express4]]
         '201 application/json; charset=utf-8 {"path":"/second","query":{},"probe":"probe","app":true}',
       ]);
     });
+
+    it('a second server of the same app gets the same classes, and the app keeps working', async () => {
+      const app = express();
+      const classes = expressServerClasses(app);
+      expect(expressServerClasses(app)).to.equal(classes);
+      const { inspected } = await twoRequestsAtOnce(app, expressServerClasses(app));
+      expect(inspected).to.deep.equal({ sameMaps: true, fast: true, served: true });
+    });
   });
 }
