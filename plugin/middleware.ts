@@ -16,8 +16,8 @@ import { hasControlCharacter, parseOptions, type ResolvedOptions } from './optio
 import { createUpstream, restoreResponseHeaders, UpstreamConnectTimeout, type Upstream } from './proxy.js';
 import { gatewayKey, readBody, type BodyResult } from './request.js';
 import { routeFor, type Route } from './routes.js';
-import { hasServerClass } from './server-classes.js';
 import type { RejectionReason } from './semconv.js';
+import { hasServerClass } from './server-classes.js';
 import { Telemetry } from './telemetry.js';
 import { throttledLogger } from './throttled-log.js';
 import type { OutcomeRecord, Provider, TollgateOptions } from './types.js';

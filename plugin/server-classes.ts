@@ -17,8 +17,8 @@
  *
  *   http.createServer(expressServerClasses(app), app)
  *
- * Call it before the app is mounted under another app or gets apps mounted under it (Express
- * links their prototypes when it mounts them).
+ * The classes serve the app they are made for: a request that an app mounted under it handles
+ * gets that app's prototype for the while, and unshared hidden classes with it.
  */
 import http from 'node:http';
 import type { Express } from 'express';
