@@ -297,8 +297,8 @@ async function orchestrate(argv: string[]): Promise<void> {
   try {
     console.log(
       `streaming SSE (${EVENTS} events, ~${((EVENTS * EVENT_BYTES) / 1024).toFixed(0)} KiB) — ${connections} connections, ` +
-        `${seconds}s × ${rounds} rounds each, proxies ${pinned ? 'pinned to core 1, rest on core 0' : 'unpinned (no taskset)'}` +
-        `${pinned && !unpinPostgres ? ' (but not PostgreSQL: its processes could not be moved)' : ''}`,
+        `${seconds}s × ${rounds} rounds each, proxies ${hasTaskset ? 'pinned to core 1' : 'unpinned (no taskset)'}` +
+        `${pinned ? `, rest on core 0${unpinPostgres ? '' : ' but PostgreSQL (its processes could not be moved)'}` : hasTaskset ? ', rest unpinned (could not be moved)' : ''}`,
     );
     const setup = { rounds, seconds, warmup, connections, sinkUrl: sink.url, upstream, bare, bareClasses };
     if (values.ledger !== undefined) await compare(setup, values.ledger, values.ledger, values.ledger.startsWith('postgres') ? 0.8 : 0.9);

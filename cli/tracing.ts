@@ -61,9 +61,10 @@ export function billingTracing({ endpoint, token, timeoutMs, registry, logger }:
         maxExportBatchSize: 1_000,
         // Exported within 50 ms (the SDK's default waits 5 s). A span that waits in the queue
         // outlives the young generation's collections, and V8 copies it to the old generation,
-        // whose collections cost far more: waiting up to 200 ms cost the gateway 490–510 µs of
-        // CPU per streamed request against 383–413 with 50 ms (bench/proxy.ts's load, two
-        // interleaved rounds). Twenty exports a second cost less than that.
+        // whose collections cost far more: waiting up to 200 ms cost the gateway 490–571 µs of
+        // CPU per streamed request against 383–422 with 50 ms (bench/proxy.ts's stream and load
+        // on the PostgreSQL ledger, the gateway alone on its core; five interleaved pairs).
+        // Twenty exports a second cost less than that.
         scheduledDelayMillis: 50,
       }),
     ],
