@@ -284,5 +284,6 @@ function isSuccess(status: number | undefined): boolean {
 
 /** True when the provider reported any count at all (the span then carries what it said). */
 function isKnown(usage: Usage): boolean {
-  return Object.values(usage).some((count) => count !== undefined);
+  for (const field in usage) if (usage[field as keyof Usage] !== undefined) return true;
+  return false;
 }

@@ -26,8 +26,12 @@ const GATEWAY_CREDENTIALS = ['authorization', 'x-api-key'];
  */
 const NOT_FORWARDED = new Set([...HOP_BY_HOP, ...GATEWAY_CREDENTIALS, 'expect']);
 
-function connectionListed(value: string | string[] | undefined): string[] {
-  if (value === undefined) return [];
+const NONE: readonly string[] = [];
+
+function connectionListed(value: string | string[] | undefined): readonly string[] {
+  // The usual requests and responses (no Connection header, or `keep-alive`) list nothing to drop
+  // that is not dropped anyway; this runs three times per request.
+  if (value === undefined || value === 'keep-alive') return NONE;
   const text = Array.isArray(value) ? value.join(',') : value;
   return text
     .split(',')
@@ -40,6 +44,7 @@ function connectionListed(value: string | string[] | undefined): string[] {
  * a coding the client refuses (`;q=0`) stays out.
  */
 function decodableAcceptEncoding(value: string | string[] | undefined): string {
+  if (value === undefined) return 'identity';
   const accepted = connectionListed(value)
     .map((entry) => entry.split(';').map((part) => part.trim()))
     .filter(([coding, ...params]) => {
