@@ -9,7 +9,8 @@
  * a whole response object, instructions and tools included (often tens of KB), that the terminal
  * event repeats.
  */
-import { defineExtractor, get, parseJson, readCounts, readIdentity } from './common.js';
+import { defineExtractor, get, readCounts, readIdentity } from './common.js';
+import { pickJson, shapeOfPaths } from './json-pick.js';
 import type { ExtractionState, Terminal } from './types.js';
 
 const TERMINAL_EVENTS = new Map<string, Terminal>([
@@ -36,6 +37,13 @@ const USAGE_PATHS = {
   reasoningOutputTokens: ['output_tokens_details', 'reasoning_tokens'],
 } as const;
 
+/**
+ * What is read of an event: its type, and of its response object only what readResponse reads.
+ * The rest (every output item, all the text) is skipped unbuilt (json-pick.ts).
+ */
+const EVENT_SHAPE = shapeOfPaths([['type'], ['response', 'id'], ['response', 'model'], ...Object.values(USAGE_PATHS).map((path) => ['response', 'usage', ...path])]);
+const readEvent = (data: Buffer) => pickJson(data, EVENT_SHAPE);
+
 export const responsesExtractor = defineExtractor((state) => {
   const nothingRead = state.usage;
   /** The data of the latest `response.created`, copied: an event's data is only valid during the call. */
@@ -47,7 +55,7 @@ export const responsesExtractor = defineExtractor((state) => {
         created = Buffer.from(data);
         return;
       }
-      const event = parseJson(data);
+      const event = readEvent(data);
       const type = name === UNNAMED ? get(event, 'type') : name;
       if (typeof type !== 'string') return;
       const terminal = TERMINAL_EVENTS.get(type);
@@ -75,7 +83,7 @@ export const responsesExtractor = defineExtractor((state) => {
       const data = created;
       created = undefined;
       // response.created opens the stream: whatever a later event said wins, it only fills the rest.
-      readResponse(get(parseJson(data), 'response'), state);
+      readResponse(get(readEvent(data), 'response'), state);
       state.responseId = responseId ?? state.responseId;
       state.responseModel = responseModel ?? state.responseModel;
       if (usage !== nothingRead) state.usage = usage;
