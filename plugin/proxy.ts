@@ -44,7 +44,6 @@ function connectionListed(value: string | string[] | undefined): readonly string
  * a coding the client refuses (`;q=0`) stays out.
  */
 function decodableAcceptEncoding(value: string | string[] | undefined): string {
-  if (value === undefined) return 'identity';
   const accepted = connectionListed(value)
     .map((entry) => entry.split(';').map((part) => part.trim()))
     .filter(([coding, ...params]) => {

@@ -109,11 +109,9 @@ const namesOfShape = new WeakMap<JsonShape, { name: string; bytes: Buffer }[]>()
  * of a small event. Only a key with an escape (or a control character) is decoded.
  */
 function memberNamed(data: Buffer, open: number, end: number, shape: JsonShape): string | undefined {
-  for (let i = open + 1; i < end - 1; i++) {
-    if (data[i] === BACKSLASH || data[i]! < 0x20) {
-      const name = stringAt(data, open, end);
-      return Object.hasOwn(shape, name) ? name : undefined;
-    }
+  if (!isPlain(data, open, end)) {
+    const name = stringAt(data, open, end);
+    return Object.hasOwn(shape, name) ? name : undefined;
   }
   let names = namesOfShape.get(shape);
   if (names === undefined) namesOfShape.set(shape, (names = Object.keys(shape).map((name) => ({ name, bytes: Buffer.from(name) }))));
@@ -148,10 +146,13 @@ function valueAt(data: Buffer, start: number, end: number): unknown {
  * and no control character (which JSON.parse refuses), the usual case; else what JSON.parse says.
  */
 function stringAt(data: Buffer, open: number, end: number): string {
-  for (let i = open + 1; i < end - 1; i++) {
-    if (data[i] === BACKSLASH || data[i]! < 0x20) return JSON.parse(data.toString('utf8', open, end)) as string;
-  }
-  return data.toString('utf8', open + 1, end - 1);
+  return isPlain(data, open, end) ? data.toString('utf8', open + 1, end - 1) : (JSON.parse(data.toString('utf8', open, end)) as string);
+}
+
+/** True when the quoted string data[open, end) holds no escape and no control character. */
+function isPlain(data: Buffer, open: number, end: number): boolean {
+  for (let i = open + 1; i < end - 1; i++) if (data[i] === BACKSLASH || data[i]! < 0x20) return false;
+  return true;
 }
 
 /** Index just past the value that starts at `at` (its first byte, not a space). */
