@@ -10,6 +10,7 @@ import { LedgerError } from '../ledger/errors.js';
 import { isWellFormedKey } from '../ledger/keys.js';
 import { sendError, type GatewayErrorKind } from './errors.js';
 import { estimateReservation } from './estimate.js';
+import { InFlightRequests, type Tracked } from './in-flight.js';
 import { MeteredRequest, type MeteredRequestInit } from './metering.js';
 import { createGatewayMetrics } from './metrics.js';
 import { hasControlCharacter, parseOptions, type ResolvedOptions } from './options.js';
@@ -37,8 +38,7 @@ export interface TollgateMiddleware extends RequestHandler {
 }
 
 /** A request drain() waits for: in admission, then metered. */
-interface InFlight {
-  done: Promise<unknown>;
+interface InFlight extends Tracked {
   metered?: MeteredRequest;
   admitting?: ServerResponse;
 }
@@ -65,7 +65,7 @@ export function tollgate(options: TollgateOptions): TollgateMiddleware {
   /** Requests waiting for their upstream, so a proxy error can end the right one. */
   const pending = new WeakMap<ServerResponse, MeteredRequest>();
   /** Every request between its arrival and its outcome (or rejection), for drain(). */
-  const inFlight = new Set<InFlight>();
+  const inFlight = new InFlightRequests<InFlight>();
 
   const onUpstreamError = (provider: Provider) => (error: unknown, res: ServerResponse) => {
     const metered = pending.get(res);
@@ -118,7 +118,7 @@ export function tollgate(options: TollgateOptions): TollgateMiddleware {
       return;
     }
     const metered = new MeteredRequest(admitted.init, telemetry, onOutcome);
-    track({ done: metered.done, metered });
+    inFlight.track({ done: metered.done, metered });
     req.body = admitted.body;
     if (res.destroyed) {
       metered.endWithoutResponse(true);
@@ -147,11 +147,6 @@ export function tollgate(options: TollgateOptions): TollgateMiddleware {
   }
   const logOutage = throttledLogger(settings.logger, 10_000);
 
-  function track(entry: InFlight): void {
-    inFlight.add(entry);
-    void entry.done.finally(() => inFlight.delete(entry));
-  }
-
   const handler = (req: Request, res: Response, next: NextFunction) => {
     const route = req.method === 'POST' ? routeFor(req.path) : undefined;
     if (route === undefined) {
@@ -161,12 +156,12 @@ export function tollgate(options: TollgateOptions): TollgateMiddleware {
     if (!hasServerClass(req)) shareHiddenClass(req);
     if (!hasServerClass(res)) shareHiddenClass(res);
     // Until it has a MeteredRequest (or is rejected), the request is tracked by its admission.
-    track({ done: meter(req, res, next, route).catch(next), admitting: res });
+    inFlight.track({ done: meter(req, res, next, route).catch(next), admitting: res });
   };
 
   async function drain(deadlineMs: number): Promise<void> {
     const deadline = setTimeout(() => {
-      for (const { metered, admitting } of inFlight) {
+      for (const { metered, admitting } of inFlight.entries()) {
         metered?.abort('shutdown');
         // A client trickling its body would otherwise hold the drain until the server's own
         // request timeout.
@@ -174,7 +169,7 @@ export function tollgate(options: TollgateOptions): TollgateMiddleware {
       }
     }, deadlineMs);
     try {
-      while (inFlight.size > 0) await Promise.allSettled([...inFlight].map((entry) => entry.done));
+      while (inFlight.size > 0) await Promise.allSettled(inFlight.entries().map((entry) => entry.done));
     } finally {
       clearTimeout(deadline);
     }
