@@ -24,22 +24,19 @@ export interface Tracked {
 export class InFlightRequests<T extends Tracked> {
   private readonly slots: Array<T | undefined> = [];
   private readonly freeSlots: number[] = [];
-  private count = 0;
 
   /** Holds `entry` until its `done` settles. */
   track(entry: T): void {
     const slot = this.freeSlots.pop() ?? this.slots.length;
     this.slots[slot] = entry;
-    this.count++;
     void entry.done.finally(() => {
       this.slots[slot] = undefined;
       this.freeSlots.push(slot);
-      this.count--;
     });
   }
 
   get size(): number {
-    return this.count;
+    return this.slots.length - this.freeSlots.length;
   }
 
   /** The entries held now. */
